@@ -1,0 +1,21 @@
+"""The ``tailguard`` command line. Thin: each command calls one module's entry point."""
+
+from __future__ import annotations
+
+import typer
+
+from tailguard.commands import data, load, models, serve, sim, train
+
+app = typer.Typer(
+    name="tailguard",
+    help="Train and serve ML models under P99 latency and cost objectives.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for _module in (serve, models, load, data, train, sim):
+    _module.register(app)
+
+
+def main() -> None:
+    app()

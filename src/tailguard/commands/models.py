@@ -1,0 +1,49 @@
+"""CLI commands: ``tailguard models register|list|show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tailguard.artifacts import ArtifactError, Registry
+
+models_app = typer.Typer(help="Register and inspect model artifacts.", no_args_is_help=True)
+
+
+@models_app.command("register")
+def register_cmd(path: Path = typer.Argument(..., help="Artifact directory with manifest.json")) -> None:
+    """Verify an artifact directory and add it to the registry."""
+    try:
+        manifest = Registry().register(path)
+    except ArtifactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"registered {manifest.ref}")
+
+
+@models_app.command("list")
+def list_cmd() -> None:
+    """List registered artifacts."""
+    table = Table("name", "version", "task", "entrypoint", "created_at")
+    for m in Registry().list():
+        table.add_row(m.name, m.version, m.task, m.entrypoint, m.created_at)
+    Console().print(table)
+
+
+@models_app.command("show")
+def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
+    """Print an artifact's manifest (after verifying its files)."""
+    try:
+        manifest, path = Registry().get(ref)
+    except ArtifactError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({"path": str(path), **manifest.model_dump()}, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
