@@ -1,0 +1,126 @@
+"""Reading shards: lazy sha256 checks, decoding to numpy columns, a bounded prefetching LRU.
+
+A decoded shard is ``dict[column, numpy.ndarray]`` (strings as object arrays of ``str``).
+:class:`ShardCache` holds at most ``prefetch + 1`` of them: the one being read and the next
+``prefetch`` ones, which a single background thread decodes ahead of need.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tailguard.data.index import DatasetIndex, ShardInfo, read_shard_bytes
+
+Decoded = dict[str, np.ndarray]
+
+
+class ShardReader:
+    """Decodes the shards of one dataset; verifies each shard's sha256 on its first open.
+
+    Picklable (it is copied into each DataLoader worker); every process keeps its own record
+    of the shards it has verified.
+    """
+
+    def __init__(self, path: str, index: DatasetIndex, columns: Sequence[str]) -> None:
+        self.path = path.rstrip("/")
+        self.shards: tuple[ShardInfo, ...] = index.shards
+        self.columns = list(columns)
+        self._verified: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def decode(self, shard_id: int) -> Decoded:
+        shard = self.shards[shard_id]
+        with self._lock:
+            first_open = shard_id not in self._verified
+        if first_open:
+            # One read serves both the hash and the decode.
+            data = read_shard_bytes(self.path, shard, verify=True)
+            table = pq.read_table(pa.BufferReader(data), columns=self.columns)
+            with self._lock:
+                self._verified.add(shard_id)
+        else:
+            with fsspec.open(f"{self.path}/{shard.file}", "rb") as fh:
+                table = pq.read_table(fh, columns=self.columns)
+        if table.num_rows != shard.rows:
+            raise ValueError(f"shard {shard.file}: {table.num_rows} rows, index says {shard.rows}")
+        return {name: table.column(name).to_numpy() for name in self.columns}
+
+
+class ShardCache:
+    """An LRU of decoded shards with background prefetch; capacity ``prefetch + 1``.
+
+    Use from one thread: :meth:`get` the shard needed now, then :meth:`prefetch` the ones
+    needed next. Call :meth:`close` when done (pending prefetches are cancelled).
+    """
+
+    def __init__(self, decode: Callable[[int], Decoded], prefetch: int) -> None:
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self._decode = decode
+        self.prefetch_depth = prefetch
+        self.capacity = prefetch + 1
+        self._entries: OrderedDict[int, Future[Decoded]] = OrderedDict()
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailguard-prefetch")
+            if prefetch
+            else None
+        )
+        self.decodes = 0
+
+    def get(self, shard_id: int) -> Decoded:
+        entry = self._entries.get(shard_id)
+        if entry is None:
+            entry = Future()
+            try:
+                entry.set_result(self._decode(shard_id))
+            except BaseException as exc:  # keep the failure: the caller sees it below
+                entry.set_exception(exc)
+            self.decodes += 1
+            self._entries[shard_id] = entry
+        self._entries.move_to_end(shard_id)
+        self._evict()
+        return entry.result()
+
+    def prefetch(self, upcoming: Sequence[int]) -> None:
+        """Start decoding the first ``prefetch`` shards of ``upcoming`` (most urgent first)."""
+        if self._pool is None:
+            return
+        for shard_id in list(dict.fromkeys(upcoming))[: self.prefetch_depth]:
+            if shard_id in self._entries:
+                self._entries.move_to_end(shard_id)
+            else:
+                self._entries[shard_id] = self._pool.submit(self._decode, shard_id)
+                self.decodes += 1
+        self._evict()
+
+    def cached(self) -> list[int]:
+        return list(self._entries)
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.capacity:
+            _, old = self._entries.popitem(last=False)
+            old.cancel()
+
+    def close(self) -> None:
+        for entry in self._entries.values():
+            entry.cancel()
+        self._entries.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
