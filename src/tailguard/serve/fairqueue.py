@@ -37,6 +37,7 @@ compaction when dead entries outnumber live ones).
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -199,8 +200,9 @@ class FairQueue(Generic[T]):
 
         All rows of higher classes, all of the tenant's own queued rows in the class (as if the
         new item had the latest deadline), and for every other tenant of the class the rows it
-        gets by weight while the tenant's rows drain: ``min(its rows, drained * w_u / w_t)``.
-        Promotions of lower classes are ignored. O(tenants in the class).
+        gets by weight while the tenant's rows drain: ``min(its rows, ceil(drained * w_u / w_t))``
+        — an upper bound for backlogged flows of one-row items, within about one request per
+        tenant otherwise. Promotions of lower classes are ignored. O(tenants in the class).
         """
         ahead = 0
         for cls in self._classes:
@@ -216,7 +218,7 @@ class FairQueue(Generic[T]):
         ahead += own_rows
         for name, flow in cls.flows.items():
             if name != tenant and flow.rows:
-                ahead += min(flow.rows, int(drained * flow.weight / weight))
+                ahead += min(flow.rows, math.ceil(drained * flow.weight / weight))
         return ahead
 
     def oldest_wait_s(self, now: float) -> float:
