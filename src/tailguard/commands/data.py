@@ -1,9 +1,119 @@
-"""CLI commands: data (filled in by its issue)."""
+"""CLI commands: ``tailguard data ingest|show``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from tailguard.data import (
+    DataError,
+    DatasetIndex,
+    ingest,
+    load_schema_option,
+    read_index,
+    verify_dataset,
+)
+
+data_app = typer.Typer(help="Ingest and inspect datasets.", no_args_is_help=True)
+
+
+@data_app.command("ingest")
+def ingest_cmd(
+    sources: list[str] = typer.Argument(..., help="CSV/TSV/JSONL/Parquet files, dirs, globs, URLs"),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write"),
+    shard_rows: int = typer.Option(65536, "--shard-rows", min=1, help="Rows per Parquet shard"),
+    schema: str | None = typer.Option(
+        None, "--schema", help='Inline JSON or a JSON file: {"col": "int64", "opt": "float64?"}'
+    ),
+    max_bad_rows: int = typer.Option(
+        0, "--max-bad-rows", min=0, help="Malformed rows to skip before failing"
+    ),
+) -> None:
+    """Convert sources into Parquet shards plus index.json (atomic; a no-op when unchanged)."""
+    try:
+        parsed = load_schema_option(schema).to_mapping() if schema is not None else None
+        with Progress(
+            TextColumn("ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("ingest", total=None)
+            result = ingest(
+                sources,
+                out,
+                shard_rows=shard_rows,
+                schema=parsed,
+                max_bad_rows=max_bad_rows,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if result.skipped:
+        typer.echo(
+            f"up to date: {result.out} already holds this ingest "
+            f"(fingerprint {result.fingerprint[:12]}…, {result.rows} rows); nothing to do"
+        )
+        return
+    for bad in result.bad_row_samples:
+        typer.echo(f"skipped bad row: {bad}", err=True)
+    if result.bad_rows > len(result.bad_row_samples):
+        typer.echo(f"… {result.bad_rows - len(result.bad_row_samples)} more bad rows", err=True)
+    typer.echo(
+        f"wrote {result.out}: {result.rows} rows in {result.shards} shard(s), "
+        f"{result.bad_rows} bad row(s) skipped, fingerprint {result.fingerprint[:12]}…"
+    )
+
+
+def _summary(path: str, index: DatasetIndex) -> dict[str, object]:
+    return {
+        "path": path,
+        "rows": index.total_rows,
+        "shards": len(index.shards),
+        "rows_per_shard": index.shard_rows,
+        "schema": index.schema.to_mapping(),
+        "fingerprint": index.fingerprint,
+        "bad_rows": index.bad_rows,
+        "sources": [s.get("url") for s in index.sources],
+        "created_at": index.created_at,
+    }
+
+
+@data_app.command("show")
+def show_cmd(
+    path: str = typer.Argument(..., help="Dataset directory (or fsspec URL)"),
+    verify: bool = typer.Option(False, "--verify", help="Also check every shard's sha256"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """Print a dataset's index summary: rows, shards, schema, fingerprint."""
+    try:
+        index = verify_dataset(path) if verify else read_index(path)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    summary = _summary(path, index)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    sizes = sorted(set(index.shard_rows))
+    shard_sizes = ", ".join(str(s) for s in sizes[:4]) + (" …" if len(sizes) > 4 else "")
+    typer.echo(f"dataset     {path}")
+    typer.echo(f"rows        {index.total_rows}")
+    typer.echo(f"shards      {len(index.shards)} (rows per shard: {shard_sizes or '-'})")
+    typer.echo(f"fingerprint {index.fingerprint}")
+    typer.echo(f"bad rows    {index.bad_rows} skipped at ingest")
+    typer.echo("schema")
+    for name, spec in index.schema.to_mapping().items():
+        typer.echo(f"  {name}: {spec}")
+    if verify:
+        typer.echo("verified    every shard matches its sha256")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(data_app, name="data")
