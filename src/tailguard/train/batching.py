@@ -1,0 +1,133 @@
+"""Step planning and collation: which rows each rank takes, and how they become tensors.
+
+The data contract (``tailguard.data.StreamingDataset``): in each global step rank ``r`` takes
+global positions ``consumed + s*B + r*b … +b`` with ``B = b * world_size``, so the last global
+batch of an epoch may leave some ranks short or empty. Every rank must still run every step (a
+collective per step), so the counts are computed here from the plan alone — no communication —
+and an empty rank feeds one zero-weight placeholder row.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Shape of data-parallel steps over one dataset at one world size."""
+
+    num_samples: int
+    per_rank_batch: int
+    world_size: int
+
+    def __post_init__(self) -> None:
+        if self.per_rank_batch < 1 or self.world_size < 1 or self.num_samples < 0:
+            raise ValueError(f"invalid step plan {self}")
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_rank_batch * self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_samples / self.global_batch)
+
+    def steps_left(self, consumed: int) -> int:
+        """Global steps until the end of the epoch, starting ``consumed`` samples in."""
+        return max(0, math.ceil((self.num_samples - consumed) / self.global_batch))
+
+    def global_rows(self, consumed: int) -> int:
+        """Rows of the next global step when ``consumed`` samples of the epoch are done."""
+        return max(0, min(self.global_batch, self.num_samples - consumed))
+
+    def rank_rows(self, consumed: int, rank: int) -> int:
+        """Rows rank ``rank`` takes in the next global step."""
+        start = consumed + rank * self.per_rank_batch
+        return max(0, min(self.per_rank_batch, self.num_samples - start))
+
+
+def per_rank_batch(global_batch: int, world_size: int, nominal: int) -> int:
+    """Per-worker batch keeping the global batch (and so the optimisation) unchanged after an
+    elastic shrink; when ``world_size`` does not divide it, keep the nominal per-worker size."""
+    if global_batch % world_size == 0:
+        return global_batch // world_size
+    return nominal
+
+
+def resolve_columns(patterns: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """Expand names and globs against the dataset's columns, in the dataset's column order."""
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+        if not matched:
+            raise ValueError(f"feature column {pattern!r} matches none of {list(columns)}")
+        chosen.extend(c for c in matched if c not in chosen)
+    return chosen
+
+
+Features = torch.Tensor | list[str]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model input, labels and per-row weight (0 for placeholder rows)."""
+
+    features: Features
+    labels: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return int(self.weights.shape[0])
+
+
+def _as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Collator:
+    """Turns sample dicts (column -> value) into a :class:`Batch`."""
+
+    def __init__(self, feature_columns: Sequence[str], label_column: str, *,
+                 label_dtype: torch.dtype) -> None:
+        self.feature_columns = list(feature_columns)
+        self.label_column = label_column
+        self.label_dtype = label_dtype
+        self._placeholder: Mapping[str, Any] | None = None
+
+    def _features(self, samples: Sequence[Mapping[str, Any]]) -> Features:
+        cols = self.feature_columns
+        if len(cols) == 1:
+            first = samples[0][cols[0]]
+            if isinstance(first, str | bytes):
+                return [_as_text(s[cols[0]]) for s in samples]
+            array = np.asarray([s[cols[0]] for s in samples], dtype=np.float32)
+            return torch.from_numpy(array.reshape(len(samples), -1))
+        array = np.asarray([[s[c] for c in cols] for s in samples], dtype=np.float32)
+        return torch.from_numpy(array)
+
+    def __call__(self, samples: Sequence[Mapping[str, Any]]) -> Batch:
+        weights = torch.ones(len(samples))
+        if not samples:
+            if self._placeholder is None:
+                raise RuntimeError("this rank has no rows and has never seen a sample to "
+                                   "shape a placeholder; use a smaller batch or world size")
+            samples = [self._placeholder]
+            weights = torch.zeros(1)
+        elif self._placeholder is None:
+            self._placeholder = samples[0]
+        labels = torch.as_tensor(np.asarray([s[self.label_column] for s in samples]),
+                                 dtype=self.label_dtype)
+        return Batch(self._features(samples), labels, weights)
+
+    def remember(self, sample: Mapping[str, Any]) -> None:
+        """Keep a sample to shape placeholders for steps where this rank gets no rows."""
+        if self._placeholder is None:
+            self._placeholder = sample

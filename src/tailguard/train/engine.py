@@ -1,0 +1,268 @@
+"""Engines run a :class:`TrainJob`; the local engine runs it as supervised processes here.
+
+``Engine`` is the seam: ``run(job) -> TrainResult``. :class:`LocalEngine` hosts the group's
+TCPStore, starts one ``python -m tailguard.train.worker`` per rank, and polls them: exit codes
+and heartbeat-file mtimes become a :class:`GroupSnapshot` for the pure
+:func:`tailguard.train.supervision.decide`. On a failure the whole group is killed (SIGKILL by
+PID) and restarted from the last complete checkpoint, maybe smaller; after ``max_restarts`` the
+run fails with the cause. On success the exported artifact is registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from tailguard.artifacts import ArtifactError, Registry, tailguard_home
+from tailguard.train.checkpoint import CheckpointStore
+from tailguard.train.job import JobError, TrainJob
+from tailguard.train.metrics import MetricsWriter, read_events
+from tailguard.train.runs import RunPaths, latest_run, new_run_id, read_json, run_paths, write_json
+from tailguard.train.supervision import (
+    Action,
+    GroupSnapshot,
+    SupervisorConfig,
+    SupervisorState,
+    WorkerObservation,
+    decide,
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    run_dir: Path
+    succeeded: bool
+    message: str
+    attempts: int
+    restarts: int
+    world_size: int
+    final_step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    tta_s: float | None = None
+    artifact_ref: str | None = None
+
+
+class Engine(Protocol):
+    """Runs a training job to completion (or failure). Local processes today; Ray Train and
+    torchrun engines implement the same method."""
+
+    def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None
+            ) -> TrainResult: ...
+
+
+@dataclass
+class _Worker:
+    rank: int
+    process: subprocess.Popen[bytes]
+    started_at: float
+    heartbeat: Path
+    log: Path | None
+
+
+def _log_tail(path: Path | None, lines: int = 12) -> str:
+    if path is None or not path.is_file():
+        return ""
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in tail)
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the group is killed instead of orphaned."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class LocalEngine:
+    """Supervised worker processes on this machine (gloo on CPU, NCCL on CUDA)."""
+
+    def __init__(self, home: Path | None = None, *, poll_interval_s: float = 0.05,
+                 env: dict[str, str] | None = None, progress: bool | None = None,
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.home = Path(home) if home is not None else tailguard_home()
+        self.poll_interval_s = poll_interval_s
+        self.env = dict(env or {})
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.echo = echo or (lambda message: print(message, file=sys.stderr, flush=True))
+
+    # -- run selection -------------------------------------------------------------------
+    def _paths(self, job: TrainJob, resume: bool, run_id: str | None) -> RunPaths:
+        if run_id is not None:
+            paths = run_paths(run_id, self.home)
+            if resume and not paths.job.is_file():
+                raise JobError(f"no run {run_id!r} under {paths.root.parent} to resume")
+            return paths
+        if resume:
+            found = latest_run(job.name, self.home)
+            if found is None:
+                raise JobError(f"--resume: no earlier run of job {job.name!r} under "
+                               f"{self.home / 'runs'}; start one without --resume")
+            return found
+        return run_paths(new_run_id(job.name), self.home)
+
+    # -- processes -----------------------------------------------------------------------
+    def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,
+               port: int) -> list[_Worker]:
+        paths.attempt_dir(attempt).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        workers = []
+        for rank in range(world_size):
+            log_path: Path | None = paths.log(attempt, rank)
+            out: IO[bytes] | int | None
+            if rank == 0 and self.progress:
+                log_path, out = None, None  # inherit the terminal: progress bar, tracebacks
+            else:
+                assert log_path is not None
+                out = log_path.open("ab")
+            cmd = [sys.executable, "-m", "tailguard.train.worker", "--run-dir", str(paths.root),
+                   "--attempt", str(attempt), "--rank", str(rank), "--world-size",
+                   str(world_size), "--store-port", str(port)]
+            if rank == 0 and self.progress:
+                cmd.append("--progress")
+            process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT if out is not None else None,
+                                       start_new_session=True)
+            if not isinstance(out, int) and out is not None:
+                out.close()
+            workers.append(_Worker(rank, process, time.time(), paths.heartbeat(attempt, rank),
+                                   log_path))
+        write_json(paths.status, {"run_id": paths.run_id, "attempt": attempt,
+                                  "world_size": world_size,
+                                  "pids": {str(w.rank): w.process.pid for w in workers}})
+        return workers
+
+    @staticmethod
+    def _kill(workers: list[_Worker]) -> None:
+        for w in workers:
+            if w.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.process.pid, signal.SIGKILL)  # also ends SIGSTOPped workers
+        for w in workers:
+            w.process.wait()
+
+    @staticmethod
+    def _observe(workers: list[_Worker], store: CheckpointStore) -> GroupSnapshot:
+        observations = []
+        for w in workers:
+            try:
+                beat: float | None = w.heartbeat.stat().st_mtime
+            except FileNotFoundError:
+                beat = None
+            observations.append(WorkerObservation(w.rank, w.started_at, w.process.poll(), beat))
+        latest = store.latest()
+        return GroupSnapshot(tuple(observations), latest.step if latest else None)
+
+    # -- the supervision loop ------------------------------------------------------------
+    def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None
+            ) -> TrainResult:
+        import torch.distributed as dist
+
+        paths = self._paths(job, resume, run_id)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if paths.job.is_file() and read_json(paths.job).get("name") != job.name:
+            raise JobError(f"run {paths.run_id} belongs to another job")
+        write_json(paths.job, job.model_dump(mode="json"))
+        metrics = MetricsWriter(paths.metrics)
+        store = CheckpointStore(paths.checkpoints, keep=job.keep_checkpoints)
+        config = SupervisorConfig(job.world_size, job.floor_world_size, job.max_restarts,
+                                  job.heartbeat_timeout_s, job.startup_timeout_s)
+        latest = store.latest()
+        state = SupervisorState.initial(config, latest.step if latest else None)
+        self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.value}"
+                  + (f", resuming from step {latest.step}" if latest else ""))
+        workers: list[_Worker] = []
+        with _sigterm_as_exit():
+            try:
+                while True:
+                    tcp = dist.TCPStore(  # type: ignore[attr-defined]
+                        "127.0.0.1", 0, state.world_size, is_master=True,
+                                        wait_for_workers=False)
+                    workers = self._spawn(job, paths, state.attempt, state.world_size, tcp.port)
+                    while True:
+                        time.sleep(self.poll_interval_s)
+                        snapshot = self._observe(workers, store)
+                        decision, new_state = decide(snapshot, state, config, time.time())
+                        if decision.action is not Action.WAIT:
+                            break
+                    self._kill(workers)
+                    del tcp
+                    if decision.action is Action.SUCCEED:
+                        return self._succeed(job, paths, metrics, state)
+                    tails = "\n".join(
+                        f"  rank {w.rank} log ({w.log}):\n{_log_tail(w.log)}" for w in workers
+                        if w.rank in decision.failed_ranks and _log_tail(w.log))
+                    for rank in decision.failed_ranks:
+                        metrics.write("worker_failed", rank=rank, attempt=state.attempt)
+                    if decision.action is Action.FAIL:
+                        metrics.write("failed", reason=decision.reason, attempt=state.attempt)
+                        message = f"training failed: {decision.reason}"
+                        self.echo(message + (f"\n{tails}" if tails else ""))
+                        return self._result(paths, False, message, new_state)
+                    from_step = snapshot.latest_checkpoint_step
+                    metrics.write("restart", attempt=new_state.attempt, reason=decision.reason,
+                                  world_size=new_state.world_size, from_step=from_step,
+                                  restarts=new_state.restarts)
+                    self.echo(f"{decision.reason}; restarting from "
+                              + (f"step {from_step}" if from_step is not None else "scratch")
+                              + f" with {new_state.world_size} worker(s) "
+                              f"(restart {new_state.restarts}/{job.max_restarts})"
+                              + (f"\n{tails}" if tails else ""))
+                    state = new_state
+            finally:
+                self._kill(workers)
+
+    # -- results -------------------------------------------------------------------------
+    def _succeed(self, job: TrainJob, paths: RunPaths, metrics: MetricsWriter,
+                 state: SupervisorState) -> TrainResult:
+        ref = None
+        if job.register_artifact:
+            try:
+                manifest = Registry(self.home).register(paths.artifact)
+            except ArtifactError as exc:
+                message = f"training finished but the artifact could not be registered: {exc}"
+                metrics.write("failed", reason=message)
+                return self._result(paths, False, message, state)
+            ref = manifest.ref
+            metrics.write("registered", ref=ref, path=str(paths.artifact))
+        result = self._result(paths, True, "training finished", state, ref)
+        tta = f", time-to-target {result.tta_s:.2f}s" if result.tta_s is not None else ""
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "tta_s")
+        self.echo(f"run {paths.run_id}: finished at step {result.final_step} ({shown}){tta}"
+                  + (f"; registered {ref}" if ref else f"; artifact in {paths.artifact}"))
+        return result
+
+    @staticmethod
+    def _result(paths: RunPaths, ok: bool, message: str, state: SupervisorState,
+                ref: str | None = None) -> TrainResult:
+        events = read_events(paths.metrics)
+        finished = [e for e in events if e["event"] == "finished"]
+        reached = [e for e in events if e["event"] == "target_reached"]
+        steps = [int(e["step"]) for e in events if e["event"] == "step"]
+        return TrainResult(
+            run_id=paths.run_id, run_dir=paths.root, succeeded=ok, message=message,
+            attempts=state.attempt + 1, restarts=state.restarts, world_size=state.world_size,
+            final_step=int(finished[-1]["step"]) if finished and ok else max(steps, default=0),
+            metrics=dict(finished[-1]["metrics"]) if finished and ok else {},
+            tta_s=float(reached[0]["tta_s"]) if reached else None, artifact_ref=ref)

@@ -1,0 +1,355 @@
+"""The training loop run by every worker of a group (one process per rank).
+
+Per step: take this rank's rows of the global batch (counts planned, see ``batching``), reseed
+the RNGs from (seed, step, rank), set the learning rate from the step, forward, per-row loss
+weighted to the global mean, backward (DDP averages / FSDP reduce-scatters), optimiser step.
+Evaluation, time-to-target, checkpoints and the final export hang off step boundaries, so a
+restart from a checkpoint replays exactly the same computation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+from tailguard.tensors import TensorSpec
+from tailguard.train.batching import Batch, Collator, StepPlan, per_rank_batch, resolve_columns
+from tailguard.train.builtin_models import build_module
+from tailguard.train.checkpoint import CheckpointInfo, CheckpointStore, TrainerState
+from tailguard.train.export import export_artifact
+from tailguard.train.heartbeat import Heartbeat
+from tailguard.train.job import TrainJob
+from tailguard.train.metrics import MetricsWriter, ProgressBar, read_events
+from tailguard.train.objectives import (
+    MetricSums,
+    build_optimizer,
+    label_dtype,
+    lr_factor,
+    per_row_loss,
+    set_lr,
+    step_loss,
+    target_met,
+)
+from tailguard.train.parallel import apply_parallel
+from tailguard.train.runs import RunPaths, read_json, write_json
+
+# Test hooks (never set in production): pace steps so a test can act mid-run, and inject a
+# worker fault, e.g. {"rank": 1, "step": 5, "attempt": 0, "action": "exit"}.
+STEP_DELAY_ENV = "TAILGUARD_TRAIN_STEP_DELAY_S"
+FAULT_ENV = "TAILGUARD_TRAIN_FAULT"
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    run: RunPaths
+    attempt: int
+    rank: int
+    world_size: int
+    progress: bool = False
+
+
+def _load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _dataset_columns(ds: Any) -> list[str]:
+    for attr in ("columns", "column_names"):
+        value = getattr(ds, attr, None)
+        if isinstance(value, list | tuple) and value:
+            return [str(c) for c in value]
+    schema = getattr(ds, "schema", None)
+    names = getattr(schema, "names", None)
+    if isinstance(names, list | tuple) and names:
+        return [str(c) for c in names]
+    ds.load_state_dict({"epoch": 0, "consumed": 0})
+    return [str(c) for c in next(iter(ds))]
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Every RNG a step may use (dropout, user code) is a function of (seed, step, rank), so a
+    resumed run draws what the uninterrupted one drew without storing RNG state."""
+    value = int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
+
+
+def _select_device(job: TrainJob, rank: int) -> torch.device:
+    use_cuda = job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        index = rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Owns one rank's model, optimiser, data cursors and checkpoints for one attempt."""
+
+    def __init__(self, job: TrainJob, ctx: WorkerContext, heartbeat: Heartbeat) -> None:
+        self.job = job
+        self.ctx = ctx
+        self.hb = heartbeat
+        self.rank = ctx.rank
+        self.ws = ctx.world_size
+        self.device = _select_device(job, ctx.rank)
+        self.metrics = MetricsWriter(ctx.run.metrics) if ctx.rank == 0 else None
+        self.store = CheckpointStore(ctx.run.checkpoints, keep=job.keep_checkpoints)
+        self.step_delay_s = float(os.environ.get(STEP_DELAY_ENV, "0") or 0)
+        fault = os.environ.get(FAULT_ENV)
+        self.fault: dict[str, Any] | None = json.loads(fault) if fault else None
+        self._data_start: float | None = None
+        self._last_eval_step: int | None = None
+        self._output_width = 0
+
+    # -- setup -------------------------------------------------------------------------
+    def _open(self, path: Any, batch: int, *, shuffle: bool, columns: list[str] | None) -> Any:
+        factory = _load_factory(self.job.data.dataset_factory)
+        return factory(path, batch_size=batch, seed=self.job.seed, shuffle=shuffle,
+                       rank=self.rank, world_size=self.ws, columns=columns)
+
+    def setup(self) -> None:
+        job = self.job
+        if job.threads_per_worker or self.device.type == "cpu":
+            cores = os.cpu_count() or 1
+            torch.set_num_threads(job.threads_per_worker or max(1, cores // self.ws))
+        b = per_rank_batch(job.global_batch_size, self.ws, job.batch_size)
+        probe = self._open(job.data.train, b, shuffle=True, columns=None)
+        self.features = resolve_columns(job.data.features, _dataset_columns(probe))
+        columns = [*self.features, job.data.label]
+        self.train_ds = self._open(job.data.train, b, shuffle=True, columns=columns)
+        self.plan = StepPlan(int(self.train_ds.num_samples), b, self.ws)
+        if self.plan.num_samples == 0:
+            raise RuntimeError(f"training dataset {job.data.train} is empty")
+        self.eval_ds = None
+        if job.data.eval is not None:
+            eb = job.eval_batch_size or b
+            self.eval_ds = self._open(job.data.eval, eb, shuffle=False, columns=columns)
+            self.eval_plan = StepPlan(int(self.eval_ds.num_samples), eb, self.ws)
+        self.total_steps = job.max_steps or (job.epochs or 1) * self.plan.steps_per_epoch
+        self.collate = Collator(self.features, job.data.label,
+                                label_dtype=label_dtype(job.objective.loss))
+        torch.manual_seed(job.seed)  # identical initial weights on every rank and attempt
+        module = build_module(job.model.builder, dict(job.model.kwargs))
+        self.model = apply_parallel(module, job.parallel, self.device)
+        self.optimizer = build_optimizer(job.optimizer, self.model.parameters())
+        latest = self.store.latest()
+        self.resumed_from: CheckpointInfo | None = latest
+        if latest is not None:
+            self.state = self.store.load(latest, self.model, self.optimizer)
+        else:
+            self.state = TrainerState(config_hash=job.config_hash())
+        self.state = replace(self.state, world_size=self.ws, global_batch=self.plan.global_batch)
+        self.last_checkpoint = latest
+
+    # -- collectives -------------------------------------------------------------------
+    def _all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if dist.is_initialized() and self.ws > 1:
+            tensor = tensor.to(self.device)
+            dist.all_reduce(tensor)
+        return tensor.cpu()
+
+    # -- one step ----------------------------------------------------------------------
+    def _take(self, iterator: Any, rows: int) -> list[dict[str, Any]]:
+        samples = []
+        for _ in range(rows):
+            try:
+                samples.append(next(iterator))
+            except StopIteration:
+                raise RuntimeError(
+                    f"rank {self.rank}: dataset yielded fewer rows than the plan expects "
+                    f"(epoch {self.state.epoch}, consumed {self.state.consumed})") from None
+        return samples
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        features = batch.features
+        inputs = features.to(self.device) if isinstance(features, torch.Tensor) else features
+        outputs: torch.Tensor = self.model(inputs)
+        self._output_width = int(outputs.reshape(outputs.shape[0], -1).shape[1])
+        return outputs
+
+    def _train_step(self, batch: Batch, global_rows: int) -> torch.Tensor:
+        seed_step(self.job.seed, self.state.step, self.rank)
+        set_lr(self.optimizer, self.job.optimizer.lr,
+               lr_factor(self.job.schedule, self.state.step, self.total_steps))
+        outputs = self._forward(batch)
+        labels, weights = batch.labels.to(self.device), batch.weights.to(self.device)
+        rows_loss = per_row_loss(self.job.objective.loss, outputs, labels)
+        loss = step_loss(rows_loss, weights, global_rows=global_rows, world_size=self.ws)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        assert self.eval_ds is not None
+        sums = MetricSums()
+        self.eval_ds.load_state_dict({"epoch": 0, "consumed": 0})
+        iterator = iter(self.eval_ds)
+        self.model.eval()
+        consumed = 0
+        with torch.no_grad():
+            for _ in range(self.eval_plan.steps_left(0)):
+                batch = self.collate(self._take(iterator, self.eval_plan.rank_rows(consumed,
+                                                                                   self.rank)))
+                outputs = self._forward(batch).cpu()
+                sums.add(self.job.objective.loss, outputs, batch.labels, batch.weights)
+                consumed += self.eval_plan.global_rows(consumed)
+                self.hb.beat()
+        self.model.train()
+        sums.values = self._all_sum(sums.values)
+        return sums.result(self.job.objective.loss)
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.write(event, attempt=self.ctx.attempt, **fields)
+
+    def _touch_data_clock(self) -> None:
+        """Time-to-target runs from the first data touch of the run (first attempt)."""
+        if self._data_start is not None:
+            return
+        clock = self.ctx.run.clock
+        if clock.is_file():
+            self._data_start = float(read_json(clock)["data_start_unix"])
+        else:
+            self._data_start = time.time()
+            if self.rank == 0:
+                write_json(clock, {"data_start_unix": self._data_start})
+
+    def _checkpoint(self) -> None:
+        started = time.perf_counter()
+        with self.hb.keepalive():
+            info = self.store.save(self.model, self.optimizer, self.state, rank=self.rank)
+        self.last_checkpoint = info
+        self._emit("checkpoint", step=info.step, path=str(info.path),
+                   save_s=time.perf_counter() - started)
+
+    def _maybe_fault(self) -> None:
+        f = self.fault
+        if (f and f.get("rank") == self.rank and f.get("step") == self.state.step
+                and f.get("attempt", self.ctx.attempt) == self.ctx.attempt):
+            os._exit(int(f.get("code", 3)))
+
+    def _eval_and_target(self) -> tuple[dict[str, float], bool]:
+        """Evaluate; record the target the first time it is met. Returns (metrics, stop)."""
+        started = time.perf_counter()
+        with self.hb.keepalive():
+            result = self.evaluate()
+        self._last_eval_step = self.state.step
+        self._emit("eval", step=self.state.step, metrics=result,
+                   eval_s=time.perf_counter() - started)
+        target = self.job.target
+        if target is None:
+            return result, False
+        met = target_met(target.metric, result[target.metric.value], target.value)
+        if met and self.state.target_reached_step is None:
+            self.state = replace(self.state, target_reached_step=self.state.step)
+            assert self._data_start is not None
+            self._emit("target_reached", step=self.state.step, metric=target.metric.value,
+                       value=result[target.metric.value], target=target.value,
+                       tta_s=time.time() - self._data_start)
+        return result, met and target.stop
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        job, plan = self.job, self.plan
+        start_step = self.state.step
+        self._emit("start", world_size=self.ws, per_rank_batch=plan.per_rank_batch,
+                   total_steps=self.total_steps, resumed_from_step=start_step if
+                   self.resumed_from else None, parallel=job.parallel.value,
+                   device=str(self.device))
+        if self.resumed_from is not None and self.state.config_hash != job.config_hash():
+            self._emit("warning", message="job config changed since the checkpoint was written")
+        bar = ProgressBar(self.total_steps, start_step=start_step,
+                          enabled=self.ctx.progress and self.rank == 0)
+        eval_metrics: dict[str, float] = {}
+        last_loss = float("nan")
+        stop = self.state.target_reached_step is not None and bool(job.target and job.target.stop)
+        tick = time.perf_counter()
+        try:
+            while self.state.step < self.total_steps and not stop:
+                if self.state.consumed >= plan.num_samples:
+                    self.state = replace(self.state, epoch=self.state.epoch + 1, consumed=0)
+                self.train_ds.load_state_dict({"epoch": self.state.epoch,
+                                               "consumed": self.state.consumed})
+                iterator = iter(self.train_ds)
+                self._touch_data_clock()
+                while (self.state.consumed < plan.num_samples
+                       and self.state.step < self.total_steps and not stop):
+                    rows = plan.global_rows(self.state.consumed)
+                    batch = self.collate(self._take(
+                        iterator, plan.rank_rows(self.state.consumed, self.rank)))
+                    loss = self._train_step(batch, rows)
+                    s = self.state
+                    self.state = replace(s, step=s.step + 1, consumed=s.consumed + rows,
+                                         samples_seen=s.samples_seen + rows)
+                    self.hb.beat()
+                    step = self.state.step
+                    if step % job.log_every_steps == 0 or step == self.total_steps:
+                        last_loss = float(self._all_sum(loss.reshape(1))[0]) / self.ws
+                        now = time.perf_counter()
+                        rate = rows / max(1e-9, now - tick)
+                        self._emit("step", step=step, epoch=self.state.epoch, loss=last_loss,
+                                   lr=self.optimizer.param_groups[0]["lr"], samples_per_s=rate)
+                        bar.update(step, f"loss {last_loss:.4f}")
+                    if (job.eval_every_steps and step % job.eval_every_steps == 0
+                            and self.eval_ds is not None):
+                        eval_metrics, stop = self._eval_and_target()
+                    if step % job.checkpoint_every_steps == 0 or stop:
+                        self._checkpoint()
+                    self._maybe_fault()
+                    if self.step_delay_s:
+                        time.sleep(self.step_delay_s)
+                    tick = time.perf_counter()
+        finally:
+            bar.close()
+        return self._finish(eval_metrics, last_loss)
+
+    def _finish(self, eval_metrics: dict[str, float], last_loss: float) -> dict[str, float]:
+        step = self.state.step
+        if self.eval_ds is not None and self._last_eval_step != step:
+            eval_metrics, _ = self._eval_and_target()
+        if self.last_checkpoint is None or self.last_checkpoint.step != step:
+            self._checkpoint()
+        with self.hb.keepalive():  # collective under FSDP: every rank gathers, rank 0 keeps
+            weights: dict[str, Any] = get_model_state_dict(
+                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        metrics = {("eval_loss" if k == "loss" else k): v for k, v in eval_metrics.items()
+                   if k != "rows"}
+        metrics.update(train_loss=last_loss, steps=float(step))
+        if self.rank == 0:
+            reached = [e for e in read_events(self.ctx.run.metrics)
+                       if e["event"] == "target_reached"]
+            if reached:
+                metrics["tta_s"] = float(reached[0]["tta_s"])
+            with self.hb.keepalive():
+                self._export(weights, metrics)
+        return metrics
+
+    def _export(self, weights: dict[str, torch.Tensor], metrics: dict[str, float]) -> None:
+        job = self.job
+        probe = self.collate([]).features  # one placeholder row: the input's type and width
+        input_spec = (TensorSpec(job.data.input_name, "BYTES", (-1,))
+                      if isinstance(probe, list)
+                      else TensorSpec(job.data.input_name, "FP32", (-1, int(probe.shape[1]))))
+        manifest = export_artifact(
+            self.ctx.run.artifact, job=job, run_id=self.ctx.run.run_id, weights=weights,
+            input_spec=input_spec, output_width=self._output_width, metrics=metrics,
+            checkpoint=self.last_checkpoint.path if self.last_checkpoint else None,
+            step=self.state.step, world_size=self.ws)
+        self._emit("finished", step=self.state.step, metrics=metrics,
+                   artifact=str(self.ctx.run.artifact), name=manifest.name,
+                   version=manifest.version)
