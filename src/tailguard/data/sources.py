@@ -242,7 +242,9 @@ def _convert_record(
     for raw, col, conv in zip(raws, schema.columns, convs, strict=True):
         if raw is _MISSING or raw is None:
             if not col.nullable:
-                what = "missing required column" if raw is _MISSING else "null in required column"
+                what = (
+                    "missing required column" if raw is _MISSING else "no value for required column"
+                )
                 return values, f"{what} {col.name!r}"
             values.append(None)
             continue
@@ -251,7 +253,6 @@ def _convert_record(
         except ValueError as exc:
             return values, f"column {col.name!r}: {exc} (expected {col.type})"
     return values, None
-
 
 
 def _read_csv(
