@@ -79,7 +79,8 @@ class Registry:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         with self._connect() as db:
-            seq = db.execute("SELECT COALESCE(MAX(registered_seq), 0) + 1 FROM models").fetchone()[0]
+            seq = db.execute(
+                "SELECT COALESCE(MAX(registered_seq), 0) + 1 FROM models").fetchone()[0]
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
                 (manifest.name, manifest.version, manifest.created_at, seq,

@@ -15,7 +15,9 @@ models_app = typer.Typer(help="Register and inspect model artifacts.", no_args_i
 
 
 @models_app.command("register")
-def register_cmd(path: Path = typer.Argument(..., help="Artifact directory with manifest.json")) -> None:
+def register_cmd(
+    path: Path = typer.Argument(..., help="Artifact directory with manifest.json"),
+) -> None:
     """Verify an artifact directory and add it to the registry."""
     try:
         manifest = Registry().register(path)

@@ -3,8 +3,8 @@
 A model is a small class::
 
     class Doubler(Model):
-        inputs = [TensorSpec("x", "FP32", (-1, 4))]
-        outputs = [TensorSpec("y", "FP32", (-1, 4))]
+        inputs = (TensorSpec("x", "FP32", (-1, 4)),)
+        outputs = (TensorSpec("y", "FP32", (-1, 4)),)
 
         def setup(self) -> None:          # runs once, inside the replica process
             self.factor = 2.0
@@ -71,7 +71,9 @@ def load_model_class(entrypoint: str) -> type[Model]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for entrypoint {entrypoint!r}: {exc}") from exc
+        raise ModelError(
+            f"cannot import {module_name!r} for entrypoint {entrypoint!r}: {exc}"
+        ) from exc
     cls = getattr(module, attr, None)
     if cls is None:
         raise ModelError(f"module {module_name!r} has no attribute {attr!r}")

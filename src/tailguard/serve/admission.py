@@ -304,7 +304,7 @@ def admit(
         return Decision(
             False,
             RejectReason.SHED,
-            config.clamp_retry(overshoot_s),
+            config.clamp_retry(finish - now),
             request.bucket,
             predicted_finish_s=finish,
         )

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, latency sketches, usage metering."""

@@ -1,0 +1,1 @@
+"""Serving: gateway, deployment queues, replica processes, protocol adapters."""

@@ -1,0 +1,120 @@
+"""Serve configuration: which deployments to run and how (typed, validated, YAML-loadable).
+
+Example ``serve.yaml``::
+
+    host: 127.0.0.1
+    port: 8000
+    max_request_bytes: 16777216
+    deployments:
+      - name: echo
+        model: tailguard.models.echo:Echo
+        replicas: 1
+        max_batch_size: 64
+        max_wait_ms: 0
+      - name: digits
+        artifact: digits:1          # a registered artifact (NAME or NAME:VERSION)
+        replicas: 2
+        timeout_ms: 2000
+        p99_ms: 50
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class DeploymentSpec(BaseModel):
+    """One served model and its batching, replica and latency settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    model: str | None = Field(None, description="module:Class of a tailguard Model")
+    artifact: str | None = Field(None, description="registered artifact NAME[:VERSION]")
+    options: dict[str, Any] = Field(default_factory=dict, description="passed to the Model")
+    version: str = Field("1", description="version reported by the V2 protocol")
+    replicas: int = Field(1, ge=1, le=256, description="replica processes")
+    max_batch_size: int = Field(32, ge=1, le=65536, description="rows per batch, at most")
+    max_wait_ms: float = Field(2.0, ge=0, le=10_000, description="wait for more rows, at most")
+    timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
+    p99_ms: float | None = Field(None, gt=0, description="latency objective (SLO)")
+    max_queue_rows: int = Field(100_000, ge=1, description="queued rows before 503")
+    startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
+    env: dict[str, str] = Field(default_factory=dict, description="replica environment")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"deployment name {value!r}: use letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeploymentSpec:
+        if (self.model is None) == (self.artifact is None):
+            raise ValueError(
+                f"deployment {self.name!r}: set exactly one of `model: module:Class` "
+                "or `artifact: NAME[:VERSION]`"
+            )
+        return self
+
+
+class ServeConfig(BaseModel):
+    """The whole server: bind address, limits and the deployments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    graceful_shutdown_s: float = Field(30, gt=0)
+    deployments: list[DeploymentSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServeConfig:
+        names = [d.name for d in self.deployments]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"deployment names must be unique; repeated: {dupes}")
+        if not self.deployments:
+            raise ValueError("a serve config needs at least one deployment")
+        return self
+
+    def deployment(self, name: str) -> DeploymentSpec | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+
+def default_config() -> ServeConfig:
+    """The built-in deployments: ``echo`` (overhead) and ``minilm`` (embeddings)."""
+    return ServeConfig(
+        deployments=[
+            DeploymentSpec(
+                name="echo", model="tailguard.models.echo:Echo", max_batch_size=256,
+                max_wait_ms=0, timeout_ms=30_000,
+            ),
+            DeploymentSpec(
+                name="minilm", model="tailguard.models.minilm:MiniLM", max_batch_size=32,
+                max_wait_ms=2, timeout_ms=30_000, p99_ms=50, options={"threads": 1},
+            ),
+        ]
+    )
+
+
+def load_config(path: Path | None) -> ServeConfig:
+    """Read a YAML serve config (``None`` -> the built-in deployments)."""
+    if path is None:
+        return default_config()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read serve config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"serve config {path}: expected a mapping at the top level")
+    return ServeConfig.model_validate(data)

@@ -1,0 +1,398 @@
+"""A running deployment: its request queue, batch formation and replica supervision.
+
+Requests wait in the deployment's queue. Each replica slot runs one loop: when its replica is
+free it pulls the next batch — up to ``max_batch_size`` rows, waiting at most ``max_wait_ms``
+after the oldest request when the queue is short — sends it as one message, and splits the
+outputs back to the requests. A replica that dies mid-batch has its requests re-queued once (at
+the front); the slot restarts it with exponential backoff. Every request carries a deadline and
+ends with a result or a typed :class:`~tailguard.serve.errors.ServeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from tailguard.observe.metrics import DeploymentMetrics
+from tailguard.serve.config import DeploymentSpec
+from tailguard.serve.errors import BadRequest, DeadlineExceeded, ModelFailed, Unavailable
+from tailguard.serve.loader import ModelSignature
+from tailguard.serve.replicas.backend import (
+    ReplicaBackend,
+    ReplicaDied,
+    ReplicaHandle,
+    ReplicaSetupFailed,
+)
+from tailguard.serve.replicas.messages import BatchError, ErrorKind
+from tailguard.tensors import Tensors
+
+log = logging.getLogger("tailguard.serve")
+
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+HEALTHY_RESET_S = 30.0  # a replica up this long resets its restart backoff
+MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class SlotState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    tensors: Tensors
+    rows: int
+    key: Hashable  # requests with equal keys have row-compatible tensors and may share a batch
+    future: asyncio.Future[Tensors]
+    enqueued: float
+    deadline: float
+    dispatches: int = 0
+    queued: bool = False
+    solo: bool = False  # run alone (after its batch failed as a whole)
+
+
+@dataclass(eq=False)
+class _Slot:
+    index: int
+    state: SlotState = SlotState.STARTING
+    handle: ReplicaHandle | None = None
+    wake: asyncio.Future[None] | None = None
+    last_error: str | None = None
+    restarts: int = 0
+    busy: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def notify(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+
+
+class Deployment:
+    """Queue + replicas of one deployment. Create, ``await start()``, ``infer()``, ``stop()``."""
+
+    def __init__(
+        self,
+        spec: DeploymentSpec,
+        signature: ModelSignature,
+        backend: ReplicaBackend,
+        metrics: DeploymentMetrics,
+    ) -> None:
+        self.spec = spec
+        self.signature = signature
+        self._backend = backend
+        self._metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._idle: deque[_Slot] = deque()
+        self._fill: asyncio.Future[None] | None = None
+        self._slots = [_Slot(i) for i in range(spec.replicas)]
+        self._batch_ids = itertools.count(1)
+        self._inflight = 0
+        self._accepting = True
+        self._stopping = False
+        self._setup_error: str | None = None
+
+    # ----------------------------------------------------------------- status
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @property
+    def ready_replicas(self) -> int:
+        return sum(1 for s in self._slots if s.state is SlotState.READY)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._accepting and self.ready_replicas > 0
+
+    def replica_pids(self) -> list[int]:
+        return [s.handle.pid for s in self._slots
+                if s.state is SlotState.READY and s.handle is not None and s.handle.pid]
+
+    def slot_states(self) -> list[SlotState]:
+        return [s.state for s in self._slots]
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Start every replica slot; returns at once (readiness tells when they serve)."""
+        for slot in self._slots:
+            slot.task = asyncio.create_task(self._run_slot(slot), name=f"{self.name}-{slot.index}")
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        """Refuse new requests, finish queued and in-flight ones, then stop the replicas."""
+        self._accepting = False
+        loop = asyncio.get_running_loop()
+        until = loop.time() + drain_timeout_s
+        while (self._queued_rows or self._inflight) and loop.time() < until:
+            if self.ready_replicas == 0 and self._setup_error is not None:
+                break
+            await asyncio.sleep(0.01)
+        self._stopping = True
+        for p in self._queue:
+            self._fail(p, Unavailable(f"deployment {self.name} is shutting down"))
+        self._queue.clear()
+        self._queued_rows = 0
+        for slot in self._slots:
+            slot.notify()
+        handles = [s.handle for s in self._slots if s.handle is not None]
+        await asyncio.gather(*(h.stop(timeout_s=5.0) for h in handles), return_exceptions=True)
+        tasks = [s.task for s in self._slots if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for slot in self._slots:
+            slot.state = SlotState.STOPPED
+
+    # ------------------------------------------------------------ request path
+    async def infer(self, tensors: Tensors, rows: int, key: Hashable,
+                    timeout_s: float | None = None) -> Tensors:
+        """Queue ``rows`` rows and wait for their outputs (or a typed error)."""
+        if not self._accepting:
+            raise Unavailable(f"deployment {self.name} is shutting down", retry_after_s=1.0)
+        if self._setup_error is not None and self.ready_replicas == 0:
+            raise Unavailable(f"deployment {self.name} has no replica: {self._setup_error}",
+                              retry_after_s=RESTART_BACKOFF_MAX_S)
+        if self._queued_rows + rows > self.spec.max_queue_rows:
+            raise Unavailable(
+                f"deployment {self.name}: queue is full ({self._queued_rows} rows waiting)",
+                retry_after_s=1.0,
+            )
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
+        pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout)
+        timer = loop.call_at(pending.deadline, self._expire, pending)
+        self._enqueue(pending)
+        try:
+            return await pending.future
+        finally:
+            timer.cancel()
+
+    def _enqueue(self, p: _Pending, front: bool = False) -> None:
+        if front:
+            self._queue.appendleft(p)
+        else:
+            self._queue.append(p)
+        p.queued = True
+        self._queued_rows += p.rows
+        while self._idle:
+            slot = self._idle.popleft()
+            if slot.wake is not None and not slot.wake.done():
+                slot.wake.set_result(None)
+                break
+        fill = self._fill
+        if fill is not None and not fill.done() and self._queued_rows >= self.spec.max_batch_size:
+            fill.set_result(None)
+
+    def _expire(self, p: _Pending) -> None:
+        if p.future.done():
+            return
+        if p.queued:
+            p.queued = False
+            self._queued_rows -= p.rows
+        waited_ms = (p.deadline - p.enqueued) * 1000
+        p.future.set_exception(DeadlineExceeded(
+            f"deployment {self.name}: no result within the {waited_ms:.0f} ms deadline"
+        ))
+
+    @staticmethod
+    def _fail(p: _Pending, error: Exception) -> None:
+        if not p.future.done():
+            p.future.set_exception(error)
+
+    def _pop_live(self) -> _Pending | None:
+        while self._queue:
+            p = self._queue[0]
+            if p.future.done():
+                self._queue.popleft()
+                continue
+            return p
+        return None
+
+    async def _next_batch(self, slot: _Slot) -> list[_Pending] | None:
+        """Wait for work, then form a batch. ``None`` when the slot must stop serving."""
+        loop = asyncio.get_running_loop()
+        handle = slot.handle
+        while True:
+            if self._stopping or handle is None or not handle.alive():
+                return None
+            head = self._pop_live()
+            if head is not None:
+                break
+            slot.wake = loop.create_future()
+            self._idle.append(slot)
+            await slot.wake
+            slot.wake = None
+        max_rows = self.spec.max_batch_size
+        close_at = head.enqueued + self.spec.max_wait_ms / 1000.0
+        if self._queued_rows < max_rows and not head.solo and loop.time() < close_at:
+            if self._fill is None or self._fill.done():
+                self._fill = loop.create_future()
+            fill = self._fill
+            timer = loop.call_at(close_at, _resolve, fill)
+            await fill
+            timer.cancel()
+            if self._stopping or not handle.alive():
+                return None
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            p = self._queue[0]
+            if p.future.done():
+                self._queue.popleft()
+                continue
+            if batch and (p.solo or batch[0].solo or p.key != batch[0].key
+                          or rows + p.rows > max_rows):
+                break
+            self._queue.popleft()
+            p.queued = False
+            self._queued_rows -= p.rows
+            batch.append(p)
+            rows += p.rows
+        return batch or None
+
+    async def _serve(self, slot: _Slot, handle: ReplicaHandle) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch(slot)
+            if batch is None:
+                if self._stopping or not handle.alive():
+                    return
+                continue
+            now = loop.time()
+            rows = 0
+            for p in batch:
+                p.dispatches += 1
+                rows += p.rows
+                self._metrics.queue_wait.observe(now - p.enqueued)
+            if len(batch) == 1:
+                tensors = batch[0].tensors
+            else:
+                tensors = {name: np.concatenate([p.tensors[name] for p in batch])
+                           for name in batch[0].tensors}
+            self._metrics.batch_size.observe(rows)
+            self._inflight += 1
+            slot.busy = True
+            try:
+                reply = await handle.infer(next(self._batch_ids), tensors)
+            except ReplicaDied:
+                self._retry_or_fail(batch)
+                return
+            finally:
+                self._inflight -= 1
+                slot.busy = False
+            if isinstance(reply, BatchError):
+                self._batch_failed(batch, reply)
+                continue
+            self._metrics.service.observe(reply.service_s)
+            offset = 0
+            for p in batch:
+                end = offset + p.rows
+                if not p.future.done():
+                    p.future.set_result({k: v[offset:end] for k, v in reply.tensors.items()})
+                offset = end
+
+    def _retry_or_fail(self, batch: list[_Pending]) -> None:
+        self._metrics.retries.inc()
+        for p in reversed(batch):
+            if p.future.done():
+                continue
+            if p.dispatches >= MAX_DISPATCHES:
+                self._fail(p, Unavailable(
+                    f"deployment {self.name}: the replica died while running this request, "
+                    "twice", retry_after_s=1.0))
+            else:
+                self._enqueue(p, front=True)
+
+    def _batch_failed(self, batch: list[_Pending], reply: BatchError) -> None:
+        if len(batch) > 1:
+            # One bad request must not fail the others: run each alone to find it.
+            for p in reversed(batch):
+                p.solo = True
+                p.dispatches -= 1
+                if not p.future.done():
+                    self._enqueue(p, front=True)
+            return
+        error_cls = BadRequest if reply.kind is ErrorKind.BAD_INPUT else ModelFailed
+        self._fail(batch[0], error_cls(f"model {self.name} rejected the request: {reply.error}"))
+
+    # --------------------------------------------------------------- supervision
+    async def _run_slot(self, slot: _Slot) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = RESTART_BACKOFF_S
+        while not self._stopping:
+            handle = self._backend.create(self.spec, slot.index)
+            slot.handle = handle
+            slot.state = SlotState.STARTING if slot.restarts == 0 else SlotState.RESTARTING
+            try:
+                setup_s = await handle.start()
+            except Exception as exc:  # any start failure, even a backend bug, means "restart"
+                slot.last_error = str(exc)
+                log.error("replica %s failed to start: %s", handle.name, exc,
+                          exc_info=not isinstance(exc, ReplicaSetupFailed | ReplicaDied))
+                self._setup_failed(str(exc))
+            else:
+                log.info("replica %s ready (pid %s, setup %.2f s)",
+                         handle.name, handle.pid, setup_s)
+                self._setup_error = None
+                slot.state = SlotState.READY
+                started = loop.time()
+                watcher = asyncio.create_task(self._watch(slot, handle))
+                try:
+                    await self._serve(slot, handle)
+                finally:
+                    watcher.cancel()
+                if self._stopping:
+                    break
+                if loop.time() - started > HEALTHY_RESET_S:
+                    backoff = RESTART_BACKOFF_S
+                log.warning("replica %s (pid %s) died; restarting in %.1f s",
+                            handle.name, handle.pid, backoff)
+            slot.state = SlotState.RESTARTING
+            slot.restarts += 1
+            self._metrics.restarts.inc()
+            with contextlib.suppress(Exception):
+                await handle.stop(timeout_s=1.0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+        slot.state = SlotState.STOPPED
+
+    async def _watch(self, slot: _Slot, handle: ReplicaHandle) -> None:
+        """Mark the slot not ready the moment its replica's connection drops."""
+        await handle.wait_closed()
+        if slot.state is SlotState.READY and not self._stopping:
+            slot.state = SlotState.RESTARTING
+        slot.notify()
+        if self._fill is not None and not self._fill.done():
+            self._fill.set_result(None)
+
+    def _setup_failed(self, error: str) -> None:
+        if self.ready_replicas > 0:
+            return
+        self._setup_error = error
+        # Nothing can serve the queue now: answer it rather than let it wait for the deadline.
+        for p in self._queue:
+            self._fail(p, Unavailable(f"deployment {self.name} has no replica: {error}",
+                                      retry_after_s=RESTART_BACKOFF_MAX_S))
+        self._queue.clear()
+        self._queued_rows = 0

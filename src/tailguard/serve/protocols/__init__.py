@@ -1,0 +1,1 @@
+"""Protocol adapters: HTTP bodies <-> named tensors. No protocol logic below these."""

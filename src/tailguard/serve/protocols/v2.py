@@ -1,0 +1,176 @@
+"""Open Inference Protocol (V2 / KServe v2) REST adapter: JSON bodies <-> named tensors.
+
+Spec: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tailguard.serve.errors import BadRequest
+from tailguard.serve.loader import ModelSignature
+from tailguard.tensors import Tensors, TensorSpec
+
+_DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A decoded, validated V2 infer request."""
+
+    id: str | None
+    tensors: Tensors
+    rows: int
+    key: Hashable
+    outputs: tuple[str, ...] | None  # requested outputs, None = all
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
+
+
+def _to_array(spec: TensorSpec, item: dict[str, Any]) -> np.ndarray:
+    name = spec.name
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    if not spec.accepts_shape(tuple(shape)):
+        raise BadRequest(
+            f"input {name!r}: shape {shape} does not match the declared shape "
+            f"{list(spec.shape)} (-1 = any size)"
+        )
+    if "data" not in item:
+        raise BadRequest(f"input {name!r}: 'data' is missing")
+    data = item["data"]
+    expected = int(np.prod(shape))
+    try:
+        if spec.datatype == "BYTES":
+            flat = np.asarray(data, dtype=object).reshape(-1)
+            array = np.empty(flat.size, dtype=object)
+            for i, value in enumerate(flat):
+                if isinstance(value, str):
+                    array[i] = value.encode("utf-8")
+                elif isinstance(value, bytes):
+                    array[i] = value
+                else:
+                    raise BadRequest(f"input {name!r}: BYTES data must be strings, "
+                                     f"got {type(value).__name__}")
+        else:
+            array = np.asarray(data, dtype=spec.numpy_dtype).reshape(-1)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(
+            f"input {name!r}: data does not fit datatype {spec.datatype} with shape {shape} "
+            f"({exc})"
+        ) from None
+    if array.size != expected:
+        raise BadRequest(
+            f"input {name!r}: shape {shape} needs {expected} values, data has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def decode_infer(body: bytes, signature: ModelSignature) -> InferRequest:
+    """Parse and validate a V2 infer body against the model's declared inputs."""
+    doc = _load_json(body)
+    if not isinstance(doc, dict):
+        raise BadRequest("the body must be a JSON object with an 'inputs' list")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    declared = {s.name: s for s in signature.inputs}
+    given: dict[str, dict[str, Any]] = {}
+    for item in inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("each input must be an object with a 'name'")
+        if item["name"] in given:
+            raise BadRequest(f"input {item['name']!r} is given twice")
+        given[item["name"]] = item
+    missing = sorted(set(declared) - set(given))
+    extra = sorted(set(given) - set(declared))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {missing}")
+        if extra:
+            parts.append(f"unexpected input(s) {extra}")
+        raise BadRequest("; ".join(parts) + f"; the model takes {sorted(declared)}")
+    tensors: Tensors = {}
+    rows: int | None = None
+    key: list[Hashable] = []
+    for name, spec in declared.items():
+        item = given[name]
+        if item.get("datatype") != spec.datatype:
+            raise BadRequest(
+                f"input {name!r}: datatype {item.get('datatype')!r} does not match the "
+                f"declared {spec.datatype}"
+            )
+        array = _to_array(spec, item)
+        if rows is None:
+            rows = array.shape[0]
+        elif array.shape[0] != rows:
+            raise BadRequest(f"inputs disagree on the batch size: {name!r} has "
+                             f"{array.shape[0]} rows, others {rows}")
+        tensors[name] = array
+        key.append(array.shape[1:])
+    assert rows is not None
+    if rows == 0:
+        raise BadRequest("empty batch: the inputs have 0 rows")
+    outputs = _requested_outputs(doc.get("outputs"), signature)
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    return InferRequest(request_id, tensors, rows, tuple(key), outputs)
+
+
+def _requested_outputs(value: Any, signature: ModelSignature) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(o, dict) and "name" in o for o in value):
+        raise BadRequest("'outputs' must be a list of objects with a 'name'")
+    names = tuple(str(o["name"]) for o in value)
+    known = {s.name for s in signature.outputs}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise BadRequest(f"unknown output(s) {unknown}; the model returns {sorted(known)}")
+    return names
+
+
+def _tensor_json(name: str, spec: TensorSpec | None, array: np.ndarray) -> dict[str, Any]:
+    datatype = spec.datatype if spec is not None else "FP32"
+    if datatype == "BYTES":
+        data: Any = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+                     for v in array.reshape(-1)]
+    else:
+        data = np.ascontiguousarray(array).reshape(-1)
+        if data.dtype.byteorder == ">":
+            data = data.astype(data.dtype.newbyteorder("="))
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def encode_infer(model: str, version: str, request: InferRequest, outputs: Tensors,
+                 signature: ModelSignature) -> bytes:
+    specs = {s.name: s for s in signature.outputs}
+    names = request.outputs if request.outputs is not None else tuple(outputs)
+    doc: dict[str, Any] = {"model_name": model, "model_version": version}
+    if request.id is not None:
+        doc["id"] = request.id
+    doc["outputs"] = [_tensor_json(n, specs.get(n), outputs[n]) for n in names]
+    return orjson.dumps(doc, option=_DUMP_OPTS)
+
+
+def model_metadata(model: str, version: str, signature: ModelSignature) -> dict[str, Any]:
+    return {
+        "name": model,
+        "versions": [version],
+        "platform": signature.platform,
+        "inputs": [s.to_dict() for s in signature.inputs],
+        "outputs": [s.to_dict() for s in signature.outputs],
+    }

@@ -1,0 +1,126 @@
+"""Replica process main loop: load the model once, then serve one batch per message.
+
+Started by the gateway as ``python -m tailguard.serve.replicas.worker --fd N --spec JSON``
+(a fresh interpreter: spawned, never forked after torch is loaded). It talks over the inherited
+socket ``N`` and exits when the gateway closes it, so it never outlives its gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from tailguard.models.base import Model
+from tailguard.serve.config import DeploymentSpec
+from tailguard.serve.loader import instantiate
+from tailguard.serve.replicas.codec import decode, encode
+from tailguard.serve.replicas.messages import (
+    BatchError,
+    BatchRequest,
+    BatchResult,
+    ErrorKind,
+    Message,
+    Ready,
+    SetupFailed,
+    Stop,
+)
+from tailguard.tensors import Tensors
+
+
+def _recv_exact(sock: socket.socket, size: int) -> memoryview | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            return None
+        got += n
+    return view
+
+
+def _send(sock: socket.socket, msg: Message) -> None:
+    sock.sendmsg(encode(msg))
+
+
+def _recv(sock: socket.socket) -> Message | None:
+    head = _recv_exact(sock, 4)
+    if head is None:
+        return None
+    body = _recv_exact(sock, int.from_bytes(head, "little"))
+    return None if body is None else decode(body)
+
+
+def _check_outputs(model: Model, rows: int, outputs: Tensors) -> Tensors:
+    if not isinstance(outputs, dict):
+        raise TypeError(f"predict() must return a dict of arrays, got {type(outputs).__name__}")
+    checked: Tensors = {}
+    for spec in model.output_specs:
+        if spec.name not in outputs:
+            raise KeyError(f"predict() did not return declared output {spec.name!r}")
+        array = np.asarray(outputs[spec.name])
+        if spec.datatype != "BYTES" and array.dtype != spec.numpy_dtype:
+            array = array.astype(spec.numpy_dtype)
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise ValueError(
+                f"output {spec.name!r} has shape {array.shape}; expected {rows} rows"
+            )
+        checked[spec.name] = array
+    return checked
+
+
+def _serve(sock: socket.socket, model: Model) -> None:
+    while True:
+        msg = _recv(sock)
+        if msg is None or isinstance(msg, Stop):
+            return
+        if not isinstance(msg, BatchRequest):
+            continue
+        start = time.perf_counter()
+        rows = len(next(iter(msg.tensors.values())))
+        try:
+            outputs = _check_outputs(model, rows, model.predict(msg.tensors))
+        except (ValueError, TypeError) as exc:
+            _send(sock, BatchError(msg.batch_id, ErrorKind.BAD_INPUT,
+                                  f"{type(exc).__name__}: {exc}"))
+            continue
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            _send(sock, BatchError(msg.batch_id, ErrorKind.MODEL, f"{type(exc).__name__}: {exc}"))
+            continue
+        _send(sock, BatchResult(msg.batch_id, outputs, time.perf_counter() - start))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tailguard replica process")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--spec", required=True, help="DeploymentSpec as JSON")
+    args = parser.parse_args(argv)
+    # Ctrl-C belongs to the gateway, which drains and then stops its replicas.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    spec = DeploymentSpec.model_validate_json(args.spec)
+    start = time.perf_counter()
+    try:
+        model = instantiate(spec)
+        model.setup()
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        _send(sock, SetupFailed(f"{type(exc).__name__}: {exc}"))
+        return 1
+    _send(sock, Ready(os.getpid(), time.perf_counter() - start))
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        _serve(sock, model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Run the gateway under uvicorn (uvloop + httptools) with graceful shutdown.
+
+SIGTERM or Ctrl-C: uvicorn stops accepting connections and waits for in-flight requests; the
+app's lifespan shutdown then drains the queues and stops the replica processes; exit status 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from tailguard.serve.app import Gateway
+from tailguard.serve.config import ServeConfig
+
+log = logging.getLogger("tailguard.serve")
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve ``config`` until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding to %s: the server is reachable from other machines", config.host)
+    app = Gateway(config)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=int(config.graceful_shutdown_s),
+        backlog=4096,
+    )
+    log.info("serving %s on http://%s:%d", ", ".join(app.deployments), config.host, config.port)
+    uvicorn.Server(uv_config).run()
