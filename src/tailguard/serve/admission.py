@@ -304,7 +304,7 @@ def admit(
         return Decision(
             False,
             RejectReason.SHED,
-            config.clamp_retry(finish - now),
+            config.clamp_retry(overshoot_s),
             request.bucket,
             predicted_finish_s=finish,
         )
