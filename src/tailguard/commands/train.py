@@ -1,9 +1,102 @@
-"""CLI commands: train (filled in by its issue)."""
+"""CLI commands: ``tailguard train JOB.yaml [--resume]`` and ``tailguard runs list|show``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+runs_app = typer.Typer(help="Inspect training runs.", no_args_is_help=True)
+
+
+def train_cmd(
+    job_file: Path = typer.Argument(..., help="Training job (YAML)"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the job's latest run from its last checkpoint"),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run to resume (default: latest)"),
+) -> None:
+    """Train a model on local worker processes, supervised; register the result."""
+    from tailguard.train import JobError, LocalEngine, load_job
+
+    try:
+        job = load_job(job_file)
+        result = LocalEngine().run(job, resume=resume, run_id=run_id)
+    except JobError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not result.succeeded:
+        typer.echo(f"error: {result.message} (run {result.run_id}; "
+                   f"see tailguard runs show {result.run_id})", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"run_id": result.run_id, "artifact": result.artifact_ref,
+                           "metrics": result.metrics, "restarts": result.restarts}))
+
+
+@runs_app.command("list")
+def list_cmd() -> None:
+    """List training runs, newest first."""
+    from tailguard.train import read_events, summarize
+    from tailguard.train.runs import runs_root
+
+    root = runs_root()
+    table = Table("run", "status", "step", "metric", "restarts", "artifact")
+    entries = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
+                     reverse=True) if root.is_dir() else []
+    for entry in entries:
+        s = summarize(entry.name, read_events(entry / "metrics.jsonl"))
+        metric = ", ".join(f"{k} {v:.4g}" for k, v in s.eval_metrics.items() if k != "rows")
+        table.add_row(s.run_id, s.status, str(s.last_step), metric, str(s.restarts),
+                      s.artifact_ref or "")
+    Console().print(table)
+
+
+@runs_app.command("show")
+def show_cmd(
+    run_id: str = typer.Argument(..., help="Run id (see tailguard runs list)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+) -> None:
+    """Summarise a run: status, restarts, loss, throughput, eval metrics, time-to-target."""
+    from dataclasses import asdict
+
+    from tailguard.train import read_events, run_paths, summarize
+
+    try:
+        paths = run_paths(run_id)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not paths.metrics.is_file():
+        typer.echo(f"error: no run {run_id!r} under {paths.root.parent}", err=True)
+        raise typer.Exit(1)
+    summary = summarize(run_id, read_events(paths.metrics))
+    if as_json:
+        typer.echo(json.dumps(asdict(summary), indent=2))
+        return
+    table = Table("field", "value", show_header=False)
+    rows: list[tuple[str, str]] = [
+        ("run", summary.run_id), ("status", summary.status),
+        ("attempts", str(summary.attempts)), ("restarts", str(summary.restarts)),
+        ("world sizes", " -> ".join(map(str, summary.world_sizes))),
+        ("last step", str(summary.last_step)),
+        ("last loss", f"{summary.last_loss:.4f}" if summary.last_loss is not None else "-"),
+        ("samples/s", f"{summary.mean_samples_per_s:.0f}"
+         if summary.mean_samples_per_s is not None else "-"),
+    ]
+    rows += [(f"eval {k}", f"{v:.4f}") for k, v in summary.eval_metrics.items() if k != "rows"]
+    rows.append(("time-to-target", f"{summary.tta_s:.2f}s" if summary.tta_s is not None
+                 else "not reached"))
+    rows.append(("artifact", summary.artifact_ref or "-"))
+    if summary.failure:
+        rows.append(("failure", summary.failure))
+    for field, value in rows:
+        table.add_row(field, value)
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("train")(train_cmd)
+    app.add_typer(runs_app, name="runs")
