@@ -1,0 +1,633 @@
+"""Closed- and open-loop load engines, and the entry points ``run_load`` / ``run_load_async``.
+
+Closed loop (``concurrency=C``): C connections, each sending its next request the moment the
+previous answer arrives; the send chain runs inside the response callback, with no task or
+future per request.
+
+Open loop (``rate_rps=R``): intended send times come from a seeded arrival process
+(:func:`arrival_offsets`) computed before the run. One timer callback sends every request
+that is due, on an idle keep-alive connection, or queues it while a new connection opens (up
+to ``max_connections``); the callback sleeps on the event loop's millisecond timer while the
+next send is far, and yields with ``call_soon`` while it is near, so sends leave within
+microseconds of their intended time without blocking responses. Latency is measured from the
+intended time, so lag in the generator or a full pool shows up in the numbers and in the
+``fell_behind`` verdict, never as a flattering tail.
+
+Both engines stop by themselves: no new request after the window ends; what is in flight gets
+``timeout_s`` to finish; a hard deadline ends the run whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tailguard.ops.load_client import (
+    Connection,
+    Target,
+    build_request,
+    fetch,
+    open_connection,
+)
+from tailguard.ops.load_report import (
+    CODE_CLOSED,
+    CODE_CONNECT,
+    CODE_NOT_SENT,
+    CODE_PROTOCOL,
+    CODE_TIMEOUT,
+    LoadResult,
+    Recording,
+    summarize,
+)
+from tailguard.ops.payloads import (
+    KNOWN_V2_INPUTS,
+    PayloadError,
+    bodies_from_inputs,
+    bodies_from_metadata,
+    default_body,
+    route,
+)
+
+PROTOCOLS = ("v2", "openai")
+ARRIVALS = ("poisson", "constant")
+# Timer resolution of the event loop is 1 ms: sleep on it only when the next send is further
+# than _SPIN_S away, and wake _MARGIN_S early; closer than that, yield with call_soon.
+_SPIN_S = 0.002
+_MARGIN_S = 0.0015
+_SWEEP_S = 0.02
+_PROGRESS_S = 0.25
+_START_DELAY_S = 0.01
+_CONNECT_BACKOFF_S = 0.01
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to run. Give exactly one of ``concurrency`` (closed loop) or ``rate_rps`` (open).
+
+    ``bodies`` are request bodies sent round-robin (e.g. from ``--payloads``); ``inputs`` are
+    ``--input`` options; with neither, a known model's default body or one generated from the
+    server's model metadata is used (see :mod:`tailguard.ops.payloads`).
+    """
+
+    url: str = "http://127.0.0.1:8000"
+    model: str = "echo"
+    protocol: str = "v2"
+    concurrency: int | None = None
+    rate_rps: float | None = None
+    arrival: str = "poisson"
+    duration_s: float = 10.0
+    warmup_s: float = 0.0
+    timeout_s: float = 30.0
+    bodies: tuple[bytes, ...] = ()
+    inputs: tuple[str, ...] = ()
+    api_key: str | None = None
+    max_connections: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.concurrency is None) == (self.rate_rps is None):
+            raise ValueError("give exactly one of concurrency (closed loop) or rate_rps (open)")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.rate_rps is not None and not (0 < self.rate_rps < math.inf):
+            raise ValueError(f"rate_rps must be a positive number, got {self.rate_rps}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.arrival not in ARRIVALS:
+            raise ValueError(f"arrival must be one of {ARRIVALS}, got {self.arrival!r}")
+        if not self.duration_s > 0:
+            raise ValueError(f"duration_s must be > 0, got {self.duration_s}")
+        if self.warmup_s < 0 or not self.timeout_s > 0:
+            raise ValueError("warmup_s must be >= 0 and timeout_s > 0")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+
+    @property
+    def mode(self) -> str:
+        return "closed" if self.concurrency is not None else "open"
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        if self.api_key is None:
+            return ()
+        # Both spellings, so the key reaches a gateway that reads either.
+        return (("Authorization", f"Bearer {self.api_key}"), ("X-API-Key", self.api_key))
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """A snapshot passed to the progress callback about every quarter second."""
+
+    elapsed_s: float
+    total_s: float
+    sent: int
+    completed: int
+    ok: int
+    in_flight: int
+
+
+ProgressCallback = Callable[[LoadProgress], None]
+
+
+def arrival_offsets(rate_rps: float, duration_s: float, arrival: str, seed: int) -> np.ndarray:
+    """Intended send times (seconds from the start, sorted, all < ``duration_s``).
+
+    ``poisson``: exponential gaps of mean ``1/rate_rps`` from a generator seeded by ``seed``;
+    ``constant``: evenly spaced.
+    """
+    if arrival == "constant":
+        return np.arange(math.ceil(rate_rps * duration_s)) / rate_rps
+    if arrival != "poisson":
+        raise ValueError(f"unknown arrival process {arrival!r}")
+    rng = np.random.default_rng(seed)
+    expected = rate_rps * duration_s
+    chunks: list[np.ndarray] = []
+    last = 0.0
+    while last < duration_s:
+        gaps = rng.exponential(1.0 / rate_rps, size=int(expected + 6 * math.sqrt(expected) + 16))
+        times = last + np.cumsum(gaps)
+        chunks.append(times)
+        last = float(times[-1])
+    offsets = np.concatenate(chunks)
+    return offsets[offsets < duration_s]
+
+
+async def resolve_bodies(spec: LoadSpec, target: Target) -> tuple[bytes, ...]:
+    """The request bodies of a run (see :class:`LoadSpec`); may GET the model metadata."""
+    if spec.bodies:
+        return spec.bodies
+    metadata: dict[str, Any] | None = None
+    if spec.protocol == "v2" and spec.model not in KNOWN_V2_INPUTS:
+        metadata = await _metadata(spec, target, required=not spec.inputs)
+    if spec.inputs:
+        return (bodies_from_inputs(spec.protocol, spec.model, spec.inputs, metadata),)
+    body = default_body(spec.protocol, spec.model)
+    if body is not None:
+        return (body,)
+    assert metadata is not None
+    return bodies_from_metadata(metadata, seed=spec.seed)
+
+
+async def _metadata(spec: LoadSpec, target: Target, required: bool) -> dict[str, Any] | None:
+    path = f"/v2/models/{spec.model}"
+    try:
+        status, body = await fetch(target, path, min(spec.timeout_s, 10.0), spec.headers())
+        if status != 200:
+            raise PayloadError(f"GET {target.url(path)} answered {status}: {body[:200]!r}")
+        metadata = json.loads(body)
+        if not isinstance(metadata, dict):
+            raise PayloadError(f"GET {target.url(path)}: metadata is not a JSON object")
+        return metadata
+    except (OSError, ValueError) as exc:
+        if not required:
+            return None
+        raise PayloadError(
+            f"no payload for model {spec.model!r}: give --input or --payloads, or serve its "
+            f"metadata ({exc})"
+        ) from None
+
+
+class _Engine:
+    """What both loops share: connections, the record arrays, timeouts, progress, the end."""
+
+    def __init__(
+        self, spec: LoadSpec, target: Target, requests: list[bytes],
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._spec = spec
+        self._target = target
+        self._reqs = requests
+        self._k = len(requests)
+        self._timeout = spec.timeout_s
+        self._progress = progress
+        self._loop = asyncio.get_running_loop()
+        self._finished: asyncio.Future[None] = self._loop.create_future()
+        self._conns: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handles: list[asyncio.Handle] = []
+        self._opened = 0
+        self._connecting = 0
+        self._inflight = 0
+        self._completed = 0
+        self._ok = 0
+        self._started = 0.0
+        self._hard_deadline = math.inf
+        self._next_progress = 0.0
+        self._sent = np.empty(0)
+        self._done = np.empty(0)
+        self._code = np.empty(0, dtype=np.int32)
+
+    def _allocate(self, n: int) -> None:
+        self._sent = np.full(n, np.nan)
+        self._done = np.full(n, np.nan)
+        self._code = np.zeros(n, dtype=np.int32)
+
+    def _finish_error(self, i: int, code: int, now: float) -> None:
+        self._done[i] = now
+        self._code[i] = code
+        self._completed += 1
+
+    def _spawn_connect(self) -> None:
+        self._connecting += 1
+        task = self._loop.create_task(self._connect())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self) -> None:
+        try:
+            conn = await asyncio.wait_for(open_connection(self, self._target), self._timeout)
+        except OSError:  # refused, unreachable, or TimeoutError (an OSError too)
+            self._connecting -= 1
+            self._on_connect_failed()
+            return
+        self._connecting -= 1
+        self._opened += 1
+        self._conns.add(conn)
+        self._on_connected(conn)
+
+    def _on_connected(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
+        raise NotImplementedError
+
+    def on_lost(self, conn: Connection, error: str) -> None:
+        raise NotImplementedError
+
+    def _on_connect_failed(self) -> None:
+        raise NotImplementedError
+
+    def _on_error(self, conn: Connection, error: str) -> None:
+        """A connection was lost: fail its request in flight, if any."""
+        self._conns.discard(conn)
+        i = conn.token
+        if i >= 0:
+            conn.token = -1
+            self._inflight -= 1
+            self._finish_error(i, CODE_PROTOCOL if error == "protocol" else CODE_CLOSED,
+                               time.perf_counter())
+
+    def _sweep(self) -> None:
+        """Time out requests past ``timeout_s``, report progress, enforce the hard deadline."""
+        if self._finished.done():
+            return
+        now = time.perf_counter()
+        for conn in list(self._conns):
+            i = conn.token
+            if i >= 0 and now - conn.sent_at > self._timeout:
+                conn.token = -1
+                self._inflight -= 1
+                self._finish_error(i, CODE_TIMEOUT, now)
+                conn.abort("timeout")
+        self._sweep_more(now)
+        if self._progress is not None and now >= self._next_progress:
+            self._next_progress = now + _PROGRESS_S
+            self._progress(self._snapshot(now))
+        if now >= self._hard_deadline:
+            self._abandon(now)
+            self._finish()
+            return
+        self._check_drained()
+        if not self._finished.done():
+            self._handles.append(self._loop.call_later(_SWEEP_S, self._sweep))
+
+    def _sweep_more(self, now: float) -> None:
+        """Engine-specific timeouts (the open loop's queue)."""
+
+    def _abandon(self, now: float) -> None:
+        """At the hard deadline: whatever is still in flight timed out."""
+        for conn in list(self._conns):
+            if conn.token >= 0:
+                self._finish_error(conn.token, CODE_TIMEOUT, now)
+                conn.token = -1
+        self._inflight = 0
+
+    def _snapshot(self, now: float) -> LoadProgress:
+        raise NotImplementedError
+
+    def _check_drained(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    async def _wait_and_close(self) -> None:
+        try:
+            await self._finished
+        finally:
+            for handle in self._handles:
+                handle.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            for conn in list(self._conns):
+                conn.token = -1
+                conn.abort("closed")
+            if self._progress is not None:
+                self._progress(self._snapshot(time.perf_counter()))
+
+
+class _ClosedLoop(_Engine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._n = 0
+        self._stopping = False
+        self._stop_at = math.inf
+        assert self._spec.concurrency is not None
+        self._concurrency = self._spec.concurrency
+
+    async def run(self) -> Recording:
+        spec = self._spec
+        # Room for 20k req/s over the run, grown by doubling if a faster server needs it.
+        self._allocate(int(min(2_000_000, 20_000 * (spec.warmup_s + spec.duration_s) + 1024)))
+        self._started = time.perf_counter()
+        window_start = self._started + spec.warmup_s
+        self._stop_at = window_start + spec.duration_s
+        self._hard_deadline = self._stop_at + self._timeout + 1.0
+        for _ in range(self._concurrency):
+            self._spawn_connect()
+        self._handles.append(self._loop.call_later(self._stop_at - time.perf_counter(),
+                                                   self._stop))
+        self._sweep()
+        await self._wait_and_close()
+        n = self._n
+        return Recording(
+            intended_s=self._sent[:n], sent_s=self._sent[:n], done_s=self._done[:n],
+            code=self._code[:n], window_start_s=window_start, window_end_s=self._stop_at,
+            mode="closed", concurrency=self._concurrency, connections_opened=self._opened,
+        )
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._stopping and self._inflight == 0:
+            self._finish()
+
+    def _index(self) -> int:
+        i = self._n
+        self._n = i + 1
+        if i >= self._sent.size:
+            extra = self._sent.size
+            self._sent = np.concatenate([self._sent, np.full(extra, np.nan)])
+            self._done = np.concatenate([self._done, np.full(extra, np.nan)])
+            self._code = np.concatenate([self._code, np.zeros(extra, dtype=np.int32)])
+        return i
+
+    def _send(self, conn: Connection) -> None:
+        i = self._index()
+        now = time.perf_counter()
+        self._sent[i] = now
+        self._inflight += 1
+        conn.send(self._reqs[i % self._k], i, now)
+
+    def _on_connected(self, conn: Connection) -> None:
+        if self._stopping:
+            conn.abort("closed")
+        else:
+            self._send(conn)
+
+    def _on_connect_failed(self) -> None:
+        now = time.perf_counter()
+        i = self._index()
+        self._sent[i] = now
+        self._finish_error(i, CODE_CONNECT, now)
+        if not self._stopping:
+            self._handles.append(self._loop.call_later(_CONNECT_BACKOFF_S, self._respawn))
+
+    def _respawn(self) -> None:
+        if not self._stopping:
+            self._spawn_connect()
+
+    def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
+        now = time.perf_counter()
+        i = conn.token
+        conn.token = -1
+        self._done[i] = now
+        self._code[i] = status
+        self._inflight -= 1
+        self._completed += 1
+        if 200 <= status < 300:
+            self._ok += 1
+        if now >= self._stop_at:
+            self._stopping = True
+            self._check_drained()
+        elif keep_alive:
+            self._send(conn)
+        else:
+            conn.abort("closed")  # -> on_lost, which opens the next connection
+
+    def on_lost(self, conn: Connection, error: str) -> None:
+        self._on_error(conn, error)
+        if not self._stopping and not self._finished.done():
+            self._spawn_connect()
+        self._check_drained()
+
+    def _snapshot(self, now: float) -> LoadProgress:
+        return LoadProgress(now - self._started, self._stop_at - self._started, self._n,
+                            self._completed, self._ok, self._inflight)
+
+
+class _OpenLoop(_Engine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle: list[Connection] = []
+        self._pending: deque[int] = deque()
+        self._schedule: list[float] = []
+        self._intended = np.empty(0)
+        self._i = 0
+        self._waited = 0
+        self._window_end = math.inf
+
+    async def run(self) -> Recording:
+        spec = self._spec
+        assert spec.rate_rps is not None
+        offsets = arrival_offsets(spec.rate_rps, spec.warmup_s + spec.duration_s, spec.arrival,
+                                  spec.seed)
+        self._allocate(offsets.size)
+        # Open a few connections up front (about 5 ms worth of arrivals); the pool grows on
+        # demand up to max_connections.
+        initial = min(spec.max_connections, max(4, math.ceil(spec.rate_rps * 0.005)))
+        for _ in range(initial):
+            self._spawn_connect()
+        ready_by = time.perf_counter() + min(1.0, self._timeout)
+        while self._connecting and time.perf_counter() < ready_by:
+            await asyncio.sleep(0.001)
+        self._started = time.perf_counter() + _START_DELAY_S
+        self._intended = offsets + self._started
+        self._schedule = self._intended.tolist()
+        window_start = self._started + spec.warmup_s
+        self._window_end = window_start + spec.duration_s
+        self._hard_deadline = self._window_end + self._timeout + 1.0
+        self._loop.call_later(_START_DELAY_S, self._tick)
+        self._sweep()
+        await self._wait_and_close()
+        return Recording(
+            intended_s=self._intended, sent_s=self._sent, done_s=self._done, code=self._code,
+            window_start_s=window_start, window_end_s=self._window_end, mode="open",
+            offered_rps=spec.rate_rps, connections_opened=self._opened,
+            waited_for_connection=self._waited,
+        )
+
+    def _tick(self) -> None:
+        if self._finished.done():
+            return
+        schedule = self._schedule
+        n = len(schedule)
+        i = self._i
+        now = time.perf_counter()
+        idle = self._idle
+        sent = self._sent
+        reqs = self._reqs
+        k = self._k
+        while i < n and schedule[i] <= now:
+            if idle:
+                conn = idle.pop()
+                t = time.perf_counter()
+                sent[i] = t
+                self._inflight += 1
+                conn.send(reqs[i % k], i, t)
+            else:
+                self._pending.append(i)
+                self._grow(count_wait=True)
+            i += 1
+            if i & 63 == 0:
+                now = time.perf_counter()
+        self._i = i
+        if i >= n:
+            self._check_drained()
+            return
+        wait = schedule[i] - time.perf_counter()
+        if wait > _SPIN_S:
+            self._loop.call_later(wait - _MARGIN_S, self._tick)
+        else:
+            self._loop.call_soon(self._tick)
+
+    def _grow(self, count_wait: bool) -> None:
+        if len(self._conns) + self._connecting < self._spec.max_connections:
+            self._spawn_connect()
+        elif count_wait:
+            self._waited += 1
+
+    def _release(self, conn: Connection) -> None:
+        """A connection became free: it takes the oldest queued request, or waits idle."""
+        if self._pending:
+            i = self._pending.popleft()
+            t = time.perf_counter()
+            self._sent[i] = t
+            self._inflight += 1
+            conn.send(self._reqs[i % self._k], i, t)
+        else:
+            self._idle.append(conn)
+
+    def _on_connected(self, conn: Connection) -> None:
+        if self._finished.done():
+            conn.abort("closed")
+        else:
+            self._release(conn)
+
+    def _on_connect_failed(self) -> None:
+        if self._pending:
+            self._finish_error(self._pending.popleft(), CODE_CONNECT, time.perf_counter())
+            if self._pending:
+                self._handles.append(self._loop.call_later(_CONNECT_BACKOFF_S, self._regrow))
+        self._check_drained()
+
+    def _regrow(self) -> None:
+        if self._pending and not self._finished.done():
+            self._grow(count_wait=False)
+
+    def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
+        now = time.perf_counter()
+        i = conn.token
+        conn.token = -1
+        self._done[i] = now
+        self._code[i] = status
+        self._inflight -= 1
+        self._completed += 1
+        if 200 <= status < 300:
+            self._ok += 1
+        if keep_alive:
+            self._release(conn)
+        else:
+            conn.abort("closed")
+        if self._i >= len(self._schedule):
+            self._check_drained()
+
+    def on_lost(self, conn: Connection, error: str) -> None:
+        self._on_error(conn, error)
+        if conn in self._idle:
+            self._idle.remove(conn)
+        if self._pending and not self._finished.done():
+            self._grow(count_wait=False)
+        self._check_drained()
+
+    def _sweep_more(self, now: float) -> None:
+        # A request queued for a connection longer than the timeout has timed out unsent.
+        pending = self._pending
+        while pending and now - self._intended[pending[0]] > self._timeout:
+            self._finish_error(pending.popleft(), CODE_TIMEOUT, now)
+
+    def _abandon(self, now: float) -> None:
+        super()._abandon(now)
+        while self._pending:
+            self._finish_error(self._pending.popleft(), CODE_TIMEOUT, now)
+        for i in range(self._i, len(self._schedule)):
+            self._finish_error(i, CODE_NOT_SENT, now)
+        self._i = len(self._schedule)
+
+    def _check_drained(self) -> None:
+        if self._i >= len(self._schedule) and self._inflight == 0 and not self._pending:
+            self._finish()
+
+    def _snapshot(self, now: float) -> LoadProgress:
+        return LoadProgress(now - self._started, self._window_end - self._started, self._i,
+                            self._completed, self._ok, self._inflight)
+
+
+async def run_load_async(
+    spec: LoadSpec, progress: ProgressCallback | None = None
+) -> LoadResult:
+    """Run ``spec`` on the running event loop and summarise it (see :func:`run_load`)."""
+    target = Target.parse(spec.url)
+    bodies = await resolve_bodies(spec, target)
+    path = route(spec.protocol, spec.model)
+    requests = [build_request(target, "POST", path, body, spec.headers()) for body in bodies]
+    engine_type = _ClosedLoop if spec.mode == "closed" else _OpenLoop
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # a collection pause mid-run would show up as a latency spike
+    try:
+        recording = await engine_type(spec, target, requests, progress).run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return summarize(recording)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where installed (much cheaper per request), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_load(spec: LoadSpec, progress: ProgressCallback | None = None) -> LoadResult:
+    """Run ``spec`` on a fresh uvloop event loop, block until it ends, return its summary.
+
+    >>> result = run_load(LoadSpec("http://127.0.0.1:8000", concurrency=64, duration_s=5))
+    >>> result.p99_ms, result.rps
+    """
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(run_load_async(spec, progress))
