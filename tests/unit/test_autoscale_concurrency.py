@@ -41,8 +41,9 @@ def test_ray_desired_replicas(
     assert ray_desired_replicas(total, running, config) == expected
 
 
-def _run(cfg: ConcurrencyConfig, ready: int, ongoing: int, t0: int, t1: int,
-         state: ConcurrencyState) -> tuple[list[int], ConcurrencyState]:
+def _run(
+    cfg: ConcurrencyConfig, ready: int, ongoing: int, t0: int, t1: int, state: ConcurrencyState
+) -> tuple[list[int], ConcurrencyState]:
     out = []
     for t in range(t0, t1):
         replicas, state = decide(_snap(ready, ongoing), state, cfg, float(t))
