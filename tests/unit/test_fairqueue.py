@@ -24,7 +24,7 @@ class Req:
     meta: dict[str, float] = field(default_factory=dict)
 
 
-def push(q: FairQueue[Req], req: Req, now: float = 0.0) -> Req:
+def push(q: FairQueue[Req], req: Req, now: float = 0.0, front: bool = False) -> Req:
     q.push(
         req,
         tenant=req.tenant,
@@ -33,6 +33,7 @@ def push(q: FairQueue[Req], req: Req, now: float = 0.0) -> Req:
         deadline=req.deadline,
         rows=req.rows,
         now=now,
+        front=front,
     )
     return req
 
@@ -88,6 +89,23 @@ def test_earliest_deadline_first_within_a_tenant_fifo_on_ties() -> None:
     assert [r.name for r in drain(q)] == ["early", "tie1", "tie2", "late"]
 
 
+def test_front_lane_serves_retries_first_in_fifo_order() -> None:
+    q: FairQueue[Req] = FairQueue(FairQueueConfig(starvation_s=0.1))
+    push(q, Req("crit", priority=CRIT, deadline=0.0, rows=2))
+    push(q, Req("old-shed", priority=SHED, rows=3))  # overdue at now=5, still after retries
+    r1 = push(q, Req("retry1", priority=SHED, deadline=9.0, rows=4), front=True)
+    push(q, Req("retry2", priority=STD, deadline=1.0, rows=5), front=True)
+    assert q.depth_by_priority() == {CRIT: 1, STD: 1, SHED: 2}
+    assert q.rows_by_priority() == {CRIT: 2, STD: 5, SHED: 7}
+    assert q.rows_ahead_by_class() == {CRIT: 11, STD: 11, SHED: 14}
+    assert q.rows_ahead(CRIT, "t") == 9 + 2
+    assert len(q) == 4 and q.rows == 14
+    assert [r.name for r in drain(q, now=5.0)[:2]] == ["retry1", "retry2"]
+    push(q, r1, front=True)
+    assert q.remove(r1) and not q.remove(r1)
+    assert q.peek(5.0) is None and q.rows_ahead_by_class()[SHED] == 0
+
+
 def test_remove_drops_an_item_once() -> None:
     q: FairQueue[Req] = FairQueue()
     a = push(q, Req("a", rows=2, deadline=1))
@@ -125,14 +143,17 @@ def test_push_validates_arguments() -> None:
         FairQueueConfig(promotion_every_n_pops=0)
 
 
-def test_many_removals_compact_and_keep_edf() -> None:
+@pytest.mark.parametrize("front", [False, True])
+def test_many_removals_compact_and_keep_the_order(front: bool) -> None:
     rng = random.Random(3)
     q: FairQueue[Req] = FairQueue()
-    reqs = [push(q, Req(f"r{i}", deadline=rng.random(), rows=1)) for i in range(600)]
-    doomed = rng.sample(reqs, 500)
+    reqs = [push(q, Req(f"r{i}", deadline=rng.random()), front=front) for i in range(600)]
+    doomed = set(rng.sample(reqs, 500))
     for r in doomed:
         assert q.remove(r)
-    kept = sorted(set(reqs) - set(doomed), key=lambda r: r.deadline)
+    kept = [r for r in reqs if r not in doomed]  # the front lane is FIFO ...
+    if not front:
+        kept.sort(key=lambda r: r.deadline)  # ... a tenant's flow is EDF
     assert len(q) == 100 and q.rows == 100
     assert drain(q) == kept
 

@@ -25,7 +25,7 @@ class Item:
     enqueued: float
 
 
-def put(q: FairQueue[Item], item: Item, weight: float = 1.0) -> None:
+def put(q: FairQueue[Item], item: Item, weight: float = 1.0, front: bool = False) -> None:
     q.push(
         item,
         tenant=item.tenant,
@@ -34,6 +34,7 @@ def put(q: FairQueue[Item], item: Item, weight: float = 1.0) -> None:
         deadline=item.deadline,
         rows=item.rows,
         now=item.enqueued,
+        front=front,
     )
 
 
@@ -44,6 +45,7 @@ class Push:
     weight: float
     deadline: int
     rows: int
+    front: bool
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ _ops = st.lists(
             weight=st.sampled_from([0.5, 1.0, 3.0]),
             deadline=st.integers(0, 20),
             rows=st.integers(0, 9),
+            front=st.sampled_from([False, False, False, True]),
         ),
         st.builds(Pop),
         st.builds(Remove, index=st.integers(0, 10_000)),
@@ -91,7 +94,7 @@ def test_every_pushed_item_leaves_exactly_once_and_sizes_stay_true(ops: list[Op]
     for op in ops:
         if isinstance(op, Push):
             item = Item(counter, f"t{op.tenant}", CLASSES[op.cls], op.deadline, op.rows, now)
-            put(q, item, weight=op.weight)
+            put(q, item, weight=op.weight, front=op.front)
             queued[counter] = item
             counter += 1
         elif isinstance(op, Pop):

@@ -28,6 +28,10 @@ Order of service, decided at every ``pop``:
    restarts at the class's virtual time, so idling earns no credit.
 4. **Earliest deadline first within a tenant's flow** (FIFO between equal deadlines).
 
+Before all of this comes the **front lane**: ``push(..., front=True)`` is for a request that
+already left the queue once (its replica died mid-batch) and is retried. Front items are served
+first, in FIFO order, and are not charged to their tenant again.
+
 Everything is deterministic given the call sequence (ties go to the tenant first seen, then to
 the item pushed first). ``now`` must not go backwards between calls. Push and pop are
 O(log n) heap operations; ``remove`` marks the entry dead and heaps drop it lazily (with
@@ -40,6 +44,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
 from typing import Generic, TypeVar
 
 from tailguard.serve.tenants import Priority
@@ -50,6 +55,17 @@ T = TypeVar("T")
 
 _CLASSES = Priority.by_rank()
 _COMPACT_MIN = 64
+
+
+class _Kind(Enum):
+    """Why ``_select`` chose an entry."""
+
+    FRONT = "front"
+    PROMOTED = "promoted"
+    REGULAR = "regular"
+
+
+_FRONT, _PROMOTED, _REGULAR = _Kind.FRONT, _Kind.PROMOTED, _Kind.REGULAR
 
 
 @dataclass(frozen=True)
@@ -74,12 +90,19 @@ class FairQueueConfig:
 
 
 class _Entry(Generic[T]):
-    __slots__ = ("alive", "deadline", "enqueued_s", "flow", "item", "rows")
+    __slots__ = ("alive", "deadline", "enqueued_s", "flow", "item", "rank", "rows")
 
     def __init__(
-        self, item: T, flow: _Flow[T], deadline: float, rows: int, enqueued_s: float
+        self,
+        item: T,
+        rank: int,
+        flow: _Flow[T] | None,  # None in the front lane
+        deadline: float,
+        rows: int,
+        enqueued_s: float,
     ) -> None:
         self.item = item
+        self.rank = rank
         self.flow = flow
         self.deadline = deadline
         self.rows = rows
@@ -164,6 +187,10 @@ class FairQueue(Generic[T]):
         self._rows = 0
         # Pops since the last promotion; starts "long ago" so the first promotion may happen.
         self._since_promotion = self.config.promotion_every_n_pops
+        self._front: deque[_Entry[T]] = deque()
+        self._front_dead = 0
+        self._front_live = [0] * len(_CLASSES)
+        self._front_rows = [0] * len(_CLASSES)
 
     # ------------------------------------------------------------------ sizes
 
@@ -176,10 +203,10 @@ class FairQueue(Generic[T]):
         return self._rows
 
     def depth_by_priority(self) -> dict[Priority, int]:
-        return {c.priority: c.live for c in self._classes}
+        return {c.priority: c.live + self._front_live[i] for i, c in enumerate(self._classes)}
 
     def rows_by_priority(self) -> dict[Priority, int]:
-        return {c.priority: c.rows for c in self._classes}
+        return {c.priority: c.rows + self._front_rows[i] for i, c in enumerate(self._classes)}
 
     def rows_ahead_by_class(self) -> dict[Priority, int]:
         """Per class: queued rows of that class and every higher one (tenant-blind, pessimistic).
@@ -187,7 +214,7 @@ class FairQueue(Generic[T]):
         O(1); what an :class:`~tailguard.serve.admission.AdmissionSnapshot` carries.
         """
         out: dict[Priority, int] = {}
-        total = 0
+        total = sum(self._front_rows)
         for cls in self._classes:
             total += cls.rows
             out[cls.priority] = total
@@ -204,7 +231,7 @@ class FairQueue(Generic[T]):
         — an upper bound for backlogged flows of one-row items, within about one request per
         tenant otherwise. Promotions of lower classes are ignored. O(tenants in the class).
         """
-        ahead = 0
+        ahead = sum(self._front_rows)
         for cls in self._classes:
             if cls.priority == priority:
                 break
@@ -224,6 +251,7 @@ class FairQueue(Generic[T]):
     def oldest_wait_s(self, now: float) -> float:
         """How long the oldest queued item has waited (0 when empty)."""
         starts = [e.enqueued_s for c in self._classes if (e := c.oldest()) is not None]
+        starts.extend(e.enqueued_s for e in self._front if e.alive)
         return max(0.0, now - min(starts)) if starts else 0.0
 
     # ------------------------------------------------------------------ mutation
@@ -238,8 +266,12 @@ class FairQueue(Generic[T]):
         deadline: float,
         rows: int,
         now: float,
+        front: bool = False,
     ) -> None:
-        """Enqueue ``item``; ``deadline`` is absolute on the same clock as ``now``."""
+        """Enqueue ``item``; ``deadline`` is absolute on the same clock as ``now``.
+
+        ``front=True`` puts a retried item in the front lane (served before everything else).
+        """
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
         if rows < 0:
@@ -247,6 +279,14 @@ class FairQueue(Generic[T]):
         key = id(item)
         if key in self._entries:
             raise ValueError("item is already queued")
+        if front:
+            entry = _Entry(item, priority.rank, None, deadline, rows, now)
+            self._front.append(entry)
+            self._front_live[priority.rank] += 1
+            self._front_rows[priority.rank] += rows
+            self._entries[key] = entry
+            self._rows += rows
+            return
         cls = self._classes[priority.rank]
         flow = cls.flows.get(tenant)
         if flow is None:
@@ -257,7 +297,7 @@ class FairQueue(Generic[T]):
         if flow.live == 0:
             # An idle flow restarts at the class's virtual time: no credit for idling.
             flow.tag = max(flow.tag, cls.vtime)
-        entry = _Entry(item, flow, deadline, rows, now)
+        entry = _Entry(item, priority.rank, flow, deadline, rows, now)
         self._seq += 1
         heapq.heappush(flow.heap, (deadline, self._seq, entry))
         flow.live += 1
@@ -281,10 +321,15 @@ class FairQueue(Generic[T]):
         chosen = self._select(now)
         if chosen is None:
             return None
-        entry, promoted = chosen
+        entry, kind = chosen
+        if kind is _FRONT:
+            self._front.popleft()
+            self._drop_front(entry)
+            return entry.item
         flow = entry.flow
-        cls = self._classes_of(entry)
-        if promoted:
+        assert flow is not None
+        cls = self._classes[entry.rank]
+        if kind is _PROMOTED:
             self._since_promotion = 0
             self._kill(entry, cls)  # stays in its flow heap as a dead entry
         else:
@@ -301,15 +346,32 @@ class FairQueue(Generic[T]):
         entry = self._entries.get(id(item))
         if entry is None or entry.item is not item:
             return False
-        self._kill(entry, self._classes_of(entry))
+        if entry.flow is None:
+            self._drop_front(entry)
+            self._front_dead += 1
+            if self._front_dead > _COMPACT_MIN and self._front_dead > len(self._front) // 2:
+                self._front = deque(e for e in self._front if e.alive)
+                self._front_dead = 0
+        else:
+            self._kill(entry, self._classes[entry.rank])
         return True
 
     # ------------------------------------------------------------------ internals
 
-    def _classes_of(self, entry: _Entry[T]) -> _Class[T]:
-        return self._classes[entry.flow.rank]
+    def _drop_front(self, entry: _Entry[T]) -> None:
+        entry.alive = False
+        self._front_live[entry.rank] -= 1
+        self._front_rows[entry.rank] -= entry.rows
+        self._rows -= entry.rows
+        del self._entries[id(entry.item)]
 
-    def _select(self, now: float) -> tuple[_Entry[T], bool] | None:
+    def _select(self, now: float) -> tuple[_Entry[T], _Kind] | None:
+        front = self._front
+        while front and not front[0].alive:
+            front.popleft()
+            self._front_dead -= 1
+        if front:
+            return front[0], _FRONT
         top: _Class[T] | None = None
         promoted: _Entry[T] | None = None
         allow_promotion = self._since_promotion >= self.config.promotion_every_n_pops - 1
@@ -330,17 +392,18 @@ class FairQueue(Generic[T]):
             ):
                 promoted = oldest
         if promoted is not None:
-            return promoted, True
+            return promoted, _PROMOTED
         if top is None:
             return None
         flow = top.top_flow()
         assert flow is not None  # top.live > 0 means some flow has live entries
-        return _head(flow), False
+        return _head(flow), _REGULAR
 
     def _forget(self, entry: _Entry[T], cls: _Class[T]) -> None:
         """Bookkeeping shared by pop and remove (the entry's heap slot is handled by callers)."""
         entry.alive = False
         flow = entry.flow
+        assert flow is not None
         flow.live -= 1
         flow.rows -= entry.rows
         cls.live -= 1
@@ -356,6 +419,7 @@ class FairQueue(Generic[T]):
         """Forget an entry that is not at its flow's head right now (lazy heap deletion)."""
         self._forget(entry, cls)
         flow = entry.flow
+        assert flow is not None
         flow.dead += 1
         if flow.live == 0:
             flow.heap.clear()
