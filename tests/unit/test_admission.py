@@ -14,10 +14,11 @@ from tailguard.serve.admission import (
     TokenBucket,
     admit,
     estimate_finish,
+    initial_bucket,
     take,
     within_concurrency,
 )
-from tailguard.serve.tenants import Priority
+from tailguard.serve.tenants import Priority, TenantSpec
 
 CRIT, STD, SHED = Priority.CRITICAL, Priority.STANDARD, Priority.SHEDDABLE
 FAST = settings(max_examples=150, deadline=None)
@@ -135,7 +136,7 @@ def snapshot(
 def request(
     priority: Priority = STD, budget_s: float = 0.1, now: float = 0.0, **kw: object
 ) -> RequestInfo:
-    return RequestInfo(priority=priority, rows=1, deadline_s=now + budget_s, **kw)  # type: ignore[arg-type]
+    return RequestInfo(priority=priority, deadline_s=now + budget_s, **kw)  # type: ignore[arg-type]
 
 
 CONFIG = AdmissionConfig()
@@ -300,3 +301,13 @@ def test_retry_after_a_shed_is_when_the_drained_backlog_would_be_admitted(
         batch_service_s=snap.batch_service_s,
     )
     assert admit(request(priority, budget_s, now=retry), later, CONFIG, retry).admitted
+
+
+def test_helpers_fill_admission_inputs_from_a_tenant_spec() -> None:
+    assert initial_bucket(TenantSpec(id="free"), 0.0) is None
+    spec = TenantSpec(id="t", priority="sheddable", rate_limit_rps=5.0, burst=2, max_concurrency=3)
+    bucket = initial_bucket(spec, 7.0)
+    assert bucket == TokenBucket(rate_per_s=5.0, burst=2.0, tokens=2.0, updated_s=7.0)
+    info = RequestInfo.for_tenant(spec, deadline_s=8.0, tenant_inflight=3, bucket=bucket)
+    assert info == RequestInfo(SHED, 8.0, 3, 3, bucket, None)
+    assert admit(info, snapshot(), CONFIG, 7.0).reason is RejectReason.CONCURRENCY

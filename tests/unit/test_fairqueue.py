@@ -135,6 +135,10 @@ def test_push_validates_arguments() -> None:
         push(q, a)
     with pytest.raises(ValueError, match="weight"):
         push(q, Req("w", weight=0))
+    with pytest.raises(ValueError, match="weight"):
+        push(q, Req("w", weight=float("inf")))
+    with pytest.raises(ValueError, match="weight"):
+        q.rows_ahead(STD, "t", weight=0.0)
     with pytest.raises(ValueError, match="rows"):
         push(q, Req("r", rows=-1))
     with pytest.raises(ValueError, match="starvation_s"):

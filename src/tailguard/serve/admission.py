@@ -7,10 +7,9 @@ The gateway calls :func:`admit` once per request after authentication, before en
         service_rate_rows_per_s=measured_rows_per_s_per_replica,   # None until measured
         ready_replicas=3, inflight_rows=48, batch_service_s=0.012,
     )
-    request = RequestInfo(
-        priority=tenant.priority, rows=8, deadline_s=now + 0.1,
-        tenant_inflight=inflight[tenant.id], max_concurrency=tenant.max_concurrency,
-        bucket=buckets.get(tenant.id),            # None: no rate limit
+    bucket = buckets.get(tenant.id) or initial_bucket(tenant, now)   # None: no rate limit
+    request = RequestInfo.for_tenant(
+        tenant, deadline_s=now + 0.1, tenant_inflight=inflight[tenant.id], bucket=bucket,
         rows_ahead=queue.rows_ahead(tenant.priority, tenant.id, rows=8, weight=tenant.weight),
     )
     decision = admit(request, snapshot, AdmissionConfig(), now)
@@ -38,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from tailguard.serve.tenants import Priority
+from tailguard.serve.tenants import Priority, TenantSpec
 
 __all__ = [
     "AdmissionConfig",
@@ -49,6 +48,7 @@ __all__ = [
     "TokenBucket",
     "admit",
     "estimate_finish",
+    "initial_bucket",
     "take",
     "within_concurrency",
 ]
@@ -87,6 +87,14 @@ class TokenBucket:
         if elapsed <= 0:
             return self.tokens
         return min(self.burst, self.tokens + elapsed * self.rate_per_s)
+
+
+def initial_bucket(tenant: TenantSpec, now: float) -> TokenBucket | None:
+    """A full bucket with the tenant's rate and burst; None when it has no rate limit."""
+    burst = tenant.effective_burst
+    if tenant.rate_limit_rps is None or burst is None:
+        return None
+    return TokenBucket.full(tenant.rate_limit_rps, burst, now)
 
 
 def take(bucket: TokenBucket, now: float, cost: float = 1.0) -> tuple[bool, TokenBucket, float]:
@@ -169,18 +177,38 @@ class AdmissionSnapshot:
 class RequestInfo:
     """One request as admission sees it. ``deadline_s`` is absolute, on the clock of ``now``.
 
-    ``bucket`` is the tenant's current token bucket (None: no rate limit); ``rows_ahead``, when
-    given, is a tenant-aware estimate (``FairQueue.rows_ahead``) that replaces the class-level
-    figure of the snapshot.
+    ``tenant_inflight``: the tenant's requests admitted and not yet answered. ``bucket`` is the
+    tenant's current token bucket (None: no rate limit). ``rows_ahead``, when given, is a
+    tenant-aware estimate (``FairQueue.rows_ahead``) that replaces the class-level figure of
+    the snapshot. The request's own rows need no field: its batch is ``batch_service_s``.
     """
 
     priority: Priority
-    rows: int
     deadline_s: float
     tenant_inflight: int = 0
     max_concurrency: int | None = None
     bucket: TokenBucket | None = None
     rows_ahead: int | None = None
+
+    @classmethod
+    def for_tenant(
+        cls,
+        tenant: TenantSpec,
+        *,
+        deadline_s: float,
+        tenant_inflight: int,
+        bucket: TokenBucket | None,
+        rows_ahead: int | None = None,
+    ) -> RequestInfo:
+        """Fill priority and concurrency cap from the tenant's spec."""
+        return cls(
+            tenant.priority,
+            deadline_s,
+            tenant_inflight,
+            tenant.max_concurrency,
+            bucket,
+            rows_ahead,
+        )
 
 
 @dataclass(frozen=True)

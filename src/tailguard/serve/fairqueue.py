@@ -113,10 +113,9 @@ class _Entry(Generic[T]):
 class _Flow(Generic[T]):
     """One tenant's items within one class, in EDF order."""
 
-    __slots__ = ("dead", "heap", "in_class_heap", "live", "order", "rank", "rows", "tag", "weight")
+    __slots__ = ("dead", "heap", "in_class_heap", "live", "order", "rows", "tag", "weight")
 
-    def __init__(self, rank: int, order: int, weight: float, tag: float) -> None:
-        self.rank = rank  # the priority class this flow lives in
+    def __init__(self, order: int, weight: float, tag: float) -> None:
         self.order = order  # tie-break between equal tags: first seen first
         self.weight = weight
         self.tag = tag  # virtual start tag of this flow's next service
@@ -241,6 +240,8 @@ class FairQueue(Generic[T]):
         own_rows = own.rows if own is not None else 0
         if weight is None:
             weight = own.weight if own is not None else 1.0
+        elif not 0 < weight < math.inf:
+            raise ValueError(f"weight must be a positive finite number, got {weight}")
         drained = own_rows + rows
         ahead += own_rows
         for name, flow in cls.flows.items():
@@ -272,8 +273,8 @@ class FairQueue(Generic[T]):
 
         ``front=True`` puts a retried item in the front lane (served before everything else).
         """
-        if not weight > 0:
-            raise ValueError(f"weight must be > 0, got {weight}")
+        if not 0 < weight < math.inf:
+            raise ValueError(f"weight must be a positive finite number, got {weight}")
         if rows < 0:
             raise ValueError(f"rows must be >= 0, got {rows}")
         key = id(item)
@@ -291,7 +292,7 @@ class FairQueue(Generic[T]):
         flow = cls.flows.get(tenant)
         if flow is None:
             self._flow_seq += 1
-            flow = _Flow(cls.priority.rank, self._flow_seq, weight, cls.vtime)
+            flow = _Flow(self._flow_seq, weight, cls.vtime)
             cls.flows[tenant] = flow
         flow.weight = weight
         if flow.live == 0:
