@@ -10,13 +10,8 @@ In-process use::
 """
 
 from tailguard.ops.load_report import LoadResult, format_text, summarize
-from tailguard.ops.load_runner import (
-    LoadProgress,
-    LoadSpec,
-    arrival_offsets,
-    run_load,
-    run_load_async,
-)
+from tailguard.ops.load_runner import run_load, run_load_async
+from tailguard.ops.load_spec import LoadProgress, LoadSpec, arrival_offsets
 from tailguard.ops.payloads import PayloadError
 
 __all__ = [

@@ -7,9 +7,9 @@ future per request.
 Open loop (``rate_rps=R``): intended send times come from a seeded arrival process
 (:func:`arrival_offsets`) computed before the run. One timer callback sends every request
 that is due, on an idle keep-alive connection, or queues it while a new connection opens (up
-to ``max_connections``); the callback sleeps on the event loop's millisecond timer while the
-next send is far, and yields with ``call_soon`` while it is near, so sends leave within
-microseconds of their intended time without blocking responses. Latency is measured from the
+to ``max_connections``), then re-arms a precise wake-up (a ``timerfd`` on Linux, see
+:mod:`tailguard.ops.load_timer`) at the next intended time: sends leave within microseconds of
+their schedule on an idle machine, without spinning a core. Latency is measured from the
 intended time, so lag in the generator or a full pool shows up in the numbers and in the
 ``fell_behind`` verdict, never as a flattering tail.
 
@@ -21,23 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tailguard.ops.load_client import (
-    Connection,
-    Target,
-    build_request,
-    fetch,
-    open_connection,
-)
+from tailguard.ops.load_client import Connection, Target, build_request, open_connection
 from tailguard.ops.load_report import (
     CODE_CLOSED,
     CODE_CONNECT,
@@ -48,151 +39,14 @@ from tailguard.ops.load_report import (
     Recording,
     summarize,
 )
-from tailguard.ops.payloads import (
-    KNOWN_V2_INPUTS,
-    PayloadError,
-    bodies_from_inputs,
-    bodies_from_metadata,
-    default_body,
-    route,
-)
+from tailguard.ops.load_spec import LoadProgress, LoadSpec, ProgressCallback, arrival_offsets
+from tailguard.ops.load_timer import Wakeup, make_wakeup
+from tailguard.ops.payloads import resolve_bodies, route
 
-PROTOCOLS = ("v2", "openai")
-ARRIVALS = ("poisson", "constant")
-# Timer resolution of the event loop is 1 ms: sleep on it only when the next send is further
-# than _SPIN_S away, and wake _MARGIN_S early; closer than that, yield with call_soon.
-_SPIN_S = 0.002
-_MARGIN_S = 0.0015
 _SWEEP_S = 0.02
 _PROGRESS_S = 0.25
 _START_DELAY_S = 0.01
 _CONNECT_BACKOFF_S = 0.01
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """What to run. Give exactly one of ``concurrency`` (closed loop) or ``rate_rps`` (open).
-
-    ``bodies`` are request bodies sent round-robin (e.g. from ``--payloads``); ``inputs`` are
-    ``--input`` options; with neither, a known model's default body or one generated from the
-    server's model metadata is used (see :mod:`tailguard.ops.payloads`).
-    """
-
-    url: str = "http://127.0.0.1:8000"
-    model: str = "echo"
-    protocol: str = "v2"
-    concurrency: int | None = None
-    rate_rps: float | None = None
-    arrival: str = "poisson"
-    duration_s: float = 10.0
-    warmup_s: float = 0.0
-    timeout_s: float = 30.0
-    bodies: tuple[bytes, ...] = ()
-    inputs: tuple[str, ...] = ()
-    api_key: str | None = None
-    max_connections: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if (self.concurrency is None) == (self.rate_rps is None):
-            raise ValueError("give exactly one of concurrency (closed loop) or rate_rps (open)")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.rate_rps is not None and not (0 < self.rate_rps < math.inf):
-            raise ValueError(f"rate_rps must be a positive number, got {self.rate_rps}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.arrival not in ARRIVALS:
-            raise ValueError(f"arrival must be one of {ARRIVALS}, got {self.arrival!r}")
-        if not self.duration_s > 0:
-            raise ValueError(f"duration_s must be > 0, got {self.duration_s}")
-        if self.warmup_s < 0 or not self.timeout_s > 0:
-            raise ValueError("warmup_s must be >= 0 and timeout_s > 0")
-        if self.max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
-
-    @property
-    def mode(self) -> str:
-        return "closed" if self.concurrency is not None else "open"
-
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        if self.api_key is None:
-            return ()
-        # Both spellings, so the key reaches a gateway that reads either.
-        return (("Authorization", f"Bearer {self.api_key}"), ("X-API-Key", self.api_key))
-
-
-@dataclass(frozen=True)
-class LoadProgress:
-    """A snapshot passed to the progress callback about every quarter second."""
-
-    elapsed_s: float
-    total_s: float
-    sent: int
-    completed: int
-    ok: int
-    in_flight: int
-
-
-ProgressCallback = Callable[[LoadProgress], None]
-
-
-def arrival_offsets(rate_rps: float, duration_s: float, arrival: str, seed: int) -> np.ndarray:
-    """Intended send times (seconds from the start, sorted, all < ``duration_s``).
-
-    ``poisson``: exponential gaps of mean ``1/rate_rps`` from a generator seeded by ``seed``;
-    ``constant``: evenly spaced.
-    """
-    if arrival == "constant":
-        return np.arange(math.ceil(rate_rps * duration_s)) / rate_rps
-    if arrival != "poisson":
-        raise ValueError(f"unknown arrival process {arrival!r}")
-    rng = np.random.default_rng(seed)
-    expected = rate_rps * duration_s
-    chunks: list[np.ndarray] = []
-    last = 0.0
-    while last < duration_s:
-        gaps = rng.exponential(1.0 / rate_rps, size=int(expected + 6 * math.sqrt(expected) + 16))
-        times = last + np.cumsum(gaps)
-        chunks.append(times)
-        last = float(times[-1])
-    offsets = np.concatenate(chunks)
-    return offsets[offsets < duration_s]
-
-
-async def resolve_bodies(spec: LoadSpec, target: Target) -> tuple[bytes, ...]:
-    """The request bodies of a run (see :class:`LoadSpec`); may GET the model metadata."""
-    if spec.bodies:
-        return spec.bodies
-    metadata: dict[str, Any] | None = None
-    if spec.protocol == "v2" and spec.model not in KNOWN_V2_INPUTS:
-        metadata = await _metadata(spec, target, required=not spec.inputs)
-    if spec.inputs:
-        return (bodies_from_inputs(spec.protocol, spec.model, spec.inputs, metadata),)
-    body = default_body(spec.protocol, spec.model)
-    if body is not None:
-        return (body,)
-    assert metadata is not None
-    return bodies_from_metadata(metadata, seed=spec.seed)
-
-
-async def _metadata(spec: LoadSpec, target: Target, required: bool) -> dict[str, Any] | None:
-    path = f"/v2/models/{spec.model}"
-    try:
-        status, body = await fetch(target, path, min(spec.timeout_s, 10.0), spec.headers())
-        if status != 200:
-            raise PayloadError(f"GET {target.url(path)} answered {status}: {body[:200]!r}")
-        metadata = json.loads(body)
-        if not isinstance(metadata, dict):
-            raise PayloadError(f"GET {target.url(path)}: metadata is not a JSON object")
-        return metadata
-    except (OSError, ValueError) as exc:
-        if not required:
-            return None
-        raise PayloadError(
-            f"no payload for model {spec.model!r}: give --input or --payloads, or serve its "
-            f"metadata ({exc})"
-        ) from None
 
 
 class _Engine:
@@ -447,6 +301,8 @@ class _OpenLoop(_Engine):
         self._i = 0
         self._waited = 0
         self._window_end = math.inf
+        self._spare = 2
+        self._wakeup: Wakeup = make_wakeup(self._loop, self._tick)
 
     async def run(self) -> Recording:
         spec = self._spec
@@ -457,6 +313,7 @@ class _OpenLoop(_Engine):
         # Open a few connections up front (about 5 ms worth of arrivals); the pool grows on
         # demand up to max_connections.
         initial = min(spec.max_connections, max(4, math.ceil(spec.rate_rps * 0.005)))
+        self._spare = min(initial, max(2, math.ceil(spec.rate_rps * 0.001)))
         for _ in range(initial):
             self._spawn_connect()
         ready_by = time.perf_counter() + min(1.0, self._timeout)
@@ -468,9 +325,12 @@ class _OpenLoop(_Engine):
         window_start = self._started + spec.warmup_s
         self._window_end = window_start + spec.duration_s
         self._hard_deadline = self._window_end + self._timeout + 1.0
-        self._loop.call_later(_START_DELAY_S, self._tick)
+        self._wakeup.at(self._schedule[0] if self._schedule else self._started)
         self._sweep()
-        await self._wait_and_close()
+        try:
+            await self._wait_and_close()
+        finally:
+            self._wakeup.close()
         return Recording(
             intended_s=self._intended, sent_s=self._sent, done_s=self._done, code=self._code,
             window_start_s=window_start, window_end_s=self._window_end, mode="open",
@@ -496,6 +356,10 @@ class _OpenLoop(_Engine):
                 sent[i] = t
                 self._inflight += 1
                 conn.send(reqs[i % k], i, t)
+                if len(idle) < self._spare:
+                    # Open the next connection before it is needed: a request that has to
+                    # wait for a connect is a late request.
+                    self._grow(count_wait=False)
             else:
                 self._pending.append(i)
                 self._grow(count_wait=True)
@@ -506,13 +370,11 @@ class _OpenLoop(_Engine):
         if i >= n:
             self._check_drained()
             return
-        wait = schedule[i] - time.perf_counter()
-        if wait > _SPIN_S:
-            self._loop.call_later(wait - _MARGIN_S, self._tick)
-        else:
-            self._loop.call_soon(self._tick)
+        self._wakeup.at(schedule[i])
 
     def _grow(self, count_wait: bool) -> None:
+        if self._connecting >= self._spare + len(self._pending):
+            return  # enough connects under way for the demand already seen
         if len(self._conns) + self._connecting < self._spec.max_connections:
             self._spawn_connect()
         elif count_wait:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from tailguard.ops.load_client import Target, fetch
+from tailguard.ops.load_spec import LoadSpec
 from tailguard.tensors import V2_TO_NUMPY
 
 
@@ -203,3 +205,38 @@ def bodies_from_inputs(
     if model in KNOWN_V2_INPUTS:
         declared = {t["name"]: t["datatype"] for t in KNOWN_V2_INPUTS[model]} | declared
     return v2_body([parse_v2_input(o, declared) for o in options])
+
+
+async def resolve_bodies(spec: LoadSpec, target: Target) -> tuple[bytes, ...]:
+    """The request bodies of a run (see :class:`LoadSpec`); may GET the model metadata."""
+    if spec.bodies:
+        return spec.bodies
+    metadata: dict[str, Any] | None = None
+    if spec.protocol == "v2" and spec.model not in KNOWN_V2_INPUTS:
+        metadata = await _metadata(spec, target, required=not spec.inputs)
+    if spec.inputs:
+        return (bodies_from_inputs(spec.protocol, spec.model, spec.inputs, metadata),)
+    body = default_body(spec.protocol, spec.model)
+    if body is not None:
+        return (body,)
+    assert metadata is not None
+    return bodies_from_metadata(metadata, seed=spec.seed)
+
+
+async def _metadata(spec: LoadSpec, target: Target, required: bool) -> dict[str, Any] | None:
+    path = f"/v2/models/{spec.model}"
+    try:
+        status, body = await fetch(target, path, min(spec.timeout_s, 10.0), spec.headers())
+        if status != 200:
+            raise PayloadError(f"GET {target.url(path)} answered {status}: {body[:200]!r}")
+        metadata = json.loads(body)
+        if not isinstance(metadata, dict):
+            raise PayloadError(f"GET {target.url(path)}: metadata is not a JSON object")
+        return metadata
+    except (OSError, ValueError) as exc:
+        if not required:
+            return None
+        raise PayloadError(
+            f"no payload for model {spec.model!r}: give --input or --payloads, or serve its "
+            f"metadata ({exc})"
+        ) from None
