@@ -17,10 +17,11 @@ Order of service, decided at every ``pop``:
 2. **... except for the starvation guard (aging with a share cap)**: when the oldest item of a
    lower class has waited longer than ``starvation_s``, it is served next (the oldest such item
    of all lower classes first), but at most one of every ``promotion_every_n_pops`` pops is such
-   a promotion. So a lower-class item waits at most about ``starvation_s`` plus a few pops while
-   higher classes are busy, and lower classes can never take more than ``1/n`` of the pops from
-   a backlogged higher class. Admission control sheds lower classes first, so promotions stay
-   rare in practice.
+   a promotion. So while higher classes are busy, a lower-class item waits at most
+   ``starvation_s`` plus ``n`` pops (as long as lower-class arrivals stay within ``1/n`` of the
+   pops), and lower classes can never take more than ``1/n`` of the pops from a backlogged
+   higher class. A promoted item is charged to its tenant's fair share like any other.
+   Admission control sheds lower classes first, so promotions stay rare in practice.
 3. **Weighted fair sharing of rows between tenants within a class**: start-time fair queueing
    (Goyal et al., 1996) over per-tenant flows. Each flow has a virtual start tag; the flow with
    the smallest tag is served and its tag advances by ``rows / weight``, so under backlog the
@@ -313,7 +314,10 @@ class FairQueue(Generic[T]):
         self._rows += rows
 
     def peek(self, now: float) -> T | None:
-        """The item ``pop(now)`` would return, without removing it."""
+        """The item ``pop(now)`` would return, without removing it.
+
+        Pass the same ``now`` to the ``pop`` that follows: the starvation guard depends on it.
+        """
         chosen = self._select(now)
         return None if chosen is None else chosen[0].item
 
