@@ -19,3 +19,7 @@ for _module in (serve, models, load, data, train, sim):
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

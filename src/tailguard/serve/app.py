@@ -67,6 +67,7 @@ class Gateway:
                 Route("/v2/models/{model}/ready", self._model_ready),
                 Route("/v2/models/{model}/versions/{version}/ready", self._model_ready),
                 Route("/v1/models", self._openai_models),
+                Route("/v1/deployments", self._deployments),
                 Route("/metrics", self._metrics),
             ],
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
@@ -214,6 +215,9 @@ class Gateway:
     async def _openai_models(self, _request: Request) -> Response:
         return Response(openai.models_list(sorted(self.deployments), self.started_at),
                         media_type="application/json")
+
+    async def _deployments(self, _request: Request) -> Response:
+        return _json({"deployments": [d.status() for d in self.deployments.values()]})
 
     async def _metrics(self, _request: Request) -> Response:
         return Response(self.metrics.render(),

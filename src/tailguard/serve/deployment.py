@@ -125,12 +125,23 @@ class Deployment:
     def is_ready(self) -> bool:
         return self._accepting and self.ready_replicas > 0
 
-    def replica_pids(self) -> list[int]:
-        return [s.handle.pid for s in self._slots
-                if s.state is SlotState.READY and s.handle is not None and s.handle.pid]
-
-    def slot_states(self) -> list[SlotState]:
-        return [s.state for s in self._slots]
+    def status(self) -> dict[str, object]:
+        """What ``GET /v1/deployments`` shows: settings, queue and every replica slot."""
+        return {
+            "name": self.name,
+            "version": self.spec.version,
+            "ready": self.is_ready,
+            "queued_rows": self._queued_rows,
+            "inflight_batches": self._inflight,
+            "settings": {k: getattr(self.spec, k) for k in (
+                "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
+            "replicas": [
+                {"index": s.index, "state": s.state.value,
+                 "pid": s.handle.pid if s.handle is not None else None,
+                 "busy": s.busy, "restarts": s.restarts, "last_error": s.last_error}
+                for s in self._slots
+            ],
+        }
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -6,7 +6,9 @@ app's lifespan shutdown then drains the queues and stops the replica processes; 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -14,6 +16,18 @@ from tailguard.serve.app import Gateway
 from tailguard.serve.config import ServeConfig
 
 log = logging.getLogger("tailguard.serve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM/SIGINT after shutdown; a drained stop exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            if self._captured_signals:
+                log.info("stopped cleanly after signal %s", self._captured_signals[-1])
+            self._captured_signals.clear()
 
 
 def serve(config: ServeConfig) -> None:
@@ -36,4 +50,4 @@ def serve(config: ServeConfig) -> None:
         backlog=4096,
     )
     log.info("serving %s on http://%s:%d", ", ".join(app.deployments), config.host, config.port)
-    uvicorn.Server(uv_config).run()
+    _Server(uv_config).run()

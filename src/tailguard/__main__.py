@@ -1,0 +1,5 @@
+"""``python -m tailguard`` runs the command line."""
+
+from tailguard.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""Failure is a normal state: replica crashes, deadlines, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+
+import httpx
+
+from tests.integration.conftest import ServerProcess, wait_for
+
+
+def _sleep_deployment(**over: object) -> dict[str, object]:
+    spec = {"name": "sleep", "model": "tailguard.models.sleep:Sleep", "replicas": 2,
+            "max_batch_size": 8, "max_wait_ms": 2, "options": {"sleep_ms": 20}}
+    return {"deployments": [{**spec, **over}]}
+
+
+def _body(i: int) -> dict[str, object]:
+    return {"id": str(i), "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2],
+                                      "data": [i, i + 0.5]}]}
+
+
+async def _load(url: str, n: int, concurrency: int) -> list[tuple[int, dict[str, object]]]:
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def one(i: int) -> tuple[int, dict[str, object]]:
+            async with sem:
+                r = await client.post(url, json=_body(i))
+                return r.status_code, r.json()
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_sigkill_replica_under_load_loses_nothing(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server(_sleep_deployment()).wait_ready()
+    url = server.url + "/v2/models/sleep/infer"
+    victims = server.replica_pids("sleep")
+    assert len(victims) == 2
+    killed = threading.Event()
+
+    def killer() -> None:
+        # Kill a replica once traffic flows (it is mid-batch: every batch sleeps 20 ms).
+        wait_for(lambda: server.deployment("sleep")["replicas"][0]["busy"], 30, "a busy replica")
+        os.kill(victims[0], signal.SIGKILL)
+        killed.set()
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    results = asyncio.run(_load(url, 600, 32))
+    thread.join()
+    assert killed.is_set()
+    assert [s for s, _ in results] == [200] * 600
+    for i, (_, body) in enumerate(results):  # each request got its own rows back
+        assert body["id"] == str(i)
+        assert body["outputs"][0]["data"] == [i, i + 0.5]  # type: ignore[index]
+    # The killed replica is restarted and the deployment is whole again.
+    wait_for(lambda: len(server.replica_pids("sleep")) == 2, 60, "replica restarted")
+    status = server.deployment("sleep")
+    assert status["replicas"][0]["restarts"] >= 1
+    assert victims[0] not in server.replica_pids("sleep")
+    metrics = server.get("/metrics").text
+    assert 'tailguard_batch_retries_total{deployment="sleep"}' in metrics
+
+
+def test_readiness_tells_the_truth(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server(_sleep_deployment(replicas=1)).wait_ready()
+    (pid,) = server.replica_pids("sleep")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: server.get("/v2/models/sleep/ready").status_code == 503, 10,
+             "model not ready after its only replica died")
+    assert server.get("/v2/health/ready").status_code == 503
+    assert server.get("/v2/health/live").status_code == 200
+    # A request sent meanwhile waits for the restarted replica instead of failing.
+    assert server.post("/v2/models/sleep/infer", json=_body(1)).status_code == 200
+    wait_for(lambda: server.get("/v2/models/sleep/ready").status_code == 200, 30,
+             "model ready again")
+
+
+def test_deadline_gives_504(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server(
+        _sleep_deployment(replicas=1, timeout_ms=150, options={"sleep_ms": 600})).wait_ready()
+    resp = server.post("/v2/models/sleep/infer", json=_body(1))
+    assert resp.status_code == 504
+    assert "150 ms deadline" in resp.json()["error"]
+    text = server.get("/metrics").text
+    assert 'tailguard_requests_total{deployment="sleep",protocol="v2",status="504"} 1.0' in text
+
+
+def test_sigterm_finishes_inflight_then_exits_zero(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server(
+        _sleep_deployment(replicas=1, options={"sleep_ms": 1500})).wait_ready()
+    (replica_pid,) = server.replica_pids("sleep")
+    result: dict[str, int] = {}
+
+    def call() -> None:
+        result["status"] = server.post("/v2/models/sleep/infer", json=_body(2)).status_code
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    wait_for(lambda: server.deployment("sleep")["inflight_batches"] == 1, 10, "request in flight")
+    assert server.stop(signal.SIGTERM) == 0
+    thread.join()
+    assert result["status"] == 200
+    wait_for(lambda: not _alive(replica_pid), 10, "replica stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
