@@ -227,3 +227,20 @@ def test_clear_errors(tmp_path: Path) -> None:
     schema_file = tmp_path / "schema.json"
     schema_file.write_text('{"a": "int"}')
     assert load_schema_option(str(schema_file)).to_mapping() == {"a": "int64"}
+
+
+def test_fsspec_urls_for_sources_and_datasets(tmp_path: Path) -> None:
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/tg-test/in/a.jsonl", b'{"id": 1}\n{"id": 2}\n{"id": 3}\n')
+    try:
+        result = ingest(["memory://tg-test/in"], tmp_path / "ds", shard_rows=2)
+        assert result.rows == 3 and result.shards == 2
+        for f in (tmp_path / "ds").iterdir():
+            mem.pipe(f"/tg-test/ds/{f.name}", f.read_bytes())
+        ds = StreamingDataset("memory://tg-test/ds", batch_size=2, shuffle=False)
+        assert [int(s["id"]) for s in ds] == [1, 2, 3]
+        assert ds.consumed_after(1) == 2 and ds.consumed_after(5) == 3
+    finally:
+        mem.rm("/tg-test", recursive=True)

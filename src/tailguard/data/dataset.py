@@ -8,8 +8,7 @@ Quick start::
         ds.set_epoch(epoch)
         for step, batch in enumerate(loader):
             ...
-            consumed = start + (step + 1) * 32 * world_size   # global, clipped to num_samples
-            ckpt["data"] = ds.state_dict(min(consumed, ds.num_samples))
+            ckpt["data"] = ds.state_dict(ds.consumed_after(step + 1))  # global position
 
     # after a restart, possibly with another world size:
     ds.load_state_dict(ckpt["data"])     # then set_epoch(ckpt["data"]["epoch"]) and iterate
@@ -172,6 +171,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def global_steps(self) -> int:
         """Global steps left in the current epoch: identical on every rank."""
         return self._partition(0, 1).global_steps
+
+    def consumed_after(self, steps: int) -> int:
+        """The global position after ``steps`` global steps of this epoch: what to checkpoint."""
+        return min(self.start + steps * self.batch_size * self.world_size, self.num_samples)
 
     # --- checkpoint ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Parquet, the 1-based row number), so the caller decides when there are too many.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -77,10 +78,12 @@ class SourceFile:
     compression: str | None
     size: int
 
-    def open_binary(self, *, decompress: bool = True) -> IO[bytes]:
+    @contextlib.contextmanager
+    def open_binary(self, *, decompress: bool = True) -> Iterator[IO[bytes]]:
+        """The file's bytes (decompressed unless ``decompress=False``); closes every layer."""
         compression = self.compression if decompress else None
-        opened = fsspec.open(self.url, "rb", compression=compression)
-        return opened.open()  # type: ignore[no-any-return]
+        with fsspec.open(self.url, "rb", compression=compression) as fh:
+            yield fh
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
