@@ -126,6 +126,8 @@ class LocalEngine:
     def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,
                port: int) -> list[_Worker]:
         paths.attempt_dir(attempt).mkdir(parents=True, exist_ok=True)
+        for rank in range(world_size):  # never judge a new worker by an old heartbeat
+            paths.heartbeat(attempt, rank).unlink(missing_ok=True)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         workers = []
         for rank in range(world_size):
@@ -192,6 +194,9 @@ class LocalEngine:
         state = SupervisorState.initial(config, latest.step if latest else None)
         self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.value}"
                   + (f", resuming from step {latest.step}" if latest else ""))
+        # attempts of earlier invocations (a --resume) keep their logs; number on after them
+        attempts_dir = paths.root / "attempts"
+        base = len(list(attempts_dir.iterdir())) if attempts_dir.is_dir() else 0
         workers: list[_Worker] = []
         with _sigterm_as_exit():
             try:
@@ -199,7 +204,8 @@ class LocalEngine:
                     tcp = dist.TCPStore(  # type: ignore[attr-defined]
                         "127.0.0.1", 0, state.world_size, is_master=True,
                                         wait_for_workers=False)
-                    workers = self._spawn(job, paths, state.attempt, state.world_size, tcp.port)
+                    workers = self._spawn(job, paths, base + state.attempt, state.world_size,
+                                          tcp.port)
                     while True:
                         time.sleep(self.poll_interval_s)
                         snapshot = self._observe(workers, store)
@@ -214,14 +220,16 @@ class LocalEngine:
                         f"  rank {w.rank} log ({w.log}):\n{_log_tail(w.log)}" for w in workers
                         if w.rank in decision.failed_ranks and _log_tail(w.log))
                     for rank in decision.failed_ranks:
-                        metrics.write("worker_failed", rank=rank, attempt=state.attempt)
+                        metrics.write("worker_failed", rank=rank, attempt=base + state.attempt)
                     if decision.action is Action.FAIL:
-                        metrics.write("failed", reason=decision.reason, attempt=state.attempt)
+                        metrics.write("failed", reason=decision.reason,
+                                      attempt=base + state.attempt)
                         message = f"training failed: {decision.reason}"
                         self.echo(message + (f"\n{tails}" if tails else ""))
                         return self._result(paths, False, message, new_state)
                     from_step = snapshot.latest_checkpoint_step
-                    metrics.write("restart", attempt=new_state.attempt, reason=decision.reason,
+                    metrics.write("restart", attempt=base + new_state.attempt,
+                                  reason=decision.reason,
                                   world_size=new_state.world_size, from_step=from_step,
                                   restarts=new_state.restarts)
                     self.echo(f"{decision.reason}; restarting from "
