@@ -203,6 +203,9 @@ def test_directories_globs_and_gzip(tmp_path: Path) -> None:
     assert [r["id"] for r in rows_of(tmp_path / "ds")] == [1, 2, 3, 4, 5] and result.rows == 5
     globbed = ingest([str(d / "*.csv")], tmp_path / "ds2")
     assert globbed.rows == 4
+    # output inside the source directory is not read back as a source on a re-run
+    inside = ingest([str(d)], d / "out")
+    assert inside.rows == 5 and ingest([str(d)], d / "out").skipped
 
 
 def test_clear_errors(tmp_path: Path) -> None:

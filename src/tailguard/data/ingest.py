@@ -164,7 +164,7 @@ def ingest(
     if max_bad_rows < 0:
         raise IngestError(f"max_bad_rows must be >= 0, got {max_bad_rows}")
     out = Path(out).absolute()
-    files = expand_sources(sources)
+    files = expand_sources(sources, exclude=str(out))
     declared = parse_schema(schema) if schema is not None else None
     options = {
         "shard_rows": shard_rows,

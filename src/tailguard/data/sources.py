@@ -104,26 +104,38 @@ def _classify(name: str) -> tuple[str, str | None] | None:
     return fmt, compression
 
 
-def expand_sources(sources: Sequence[str]) -> list[SourceFile]:
-    """Resolve paths, directories and globs into sorted, classified source files."""
+def _hidden(path: str, root: str) -> bool:
+    rel = path[len(root) :] if path.startswith(root) else path
+    return any(part.startswith(".") for part in rel.split("/") if part)
+
+
+def expand_sources(sources: Sequence[str], *, exclude: str | None = None) -> list[SourceFile]:
+    """Resolve paths, directories and globs into sorted, classified source files.
+
+    Directory expansion skips hidden files and folders, and everything under ``exclude``
+    (a local directory: the ingest's own output, which may sit inside a source directory).
+    """
     if not sources:
         raise IngestError("no sources given")
+    skip = os.path.abspath(exclude) + os.sep if exclude is not None else None
     out: list[SourceFile] = []
     for src in sources:
         fs, path = fsspec.core.url_to_fs(src)
         local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
         if any(ch in path for ch in "*?["):
             paths = sorted(fs.glob(path))
-            if not paths:
-                raise IngestError(f"source {src!r}: the pattern matches no files")
         elif fs.isdir(path):
-            paths = sorted(p for p in fs.find(path) if _classify(p) is not None)
-            if not paths:
-                raise IngestError(f"source {src!r}: directory holds no .csv/.jsonl/.parquet files")
+            paths = sorted(
+                p for p in fs.find(path) if _classify(p) is not None and not _hidden(p, path)
+            )
         elif fs.exists(path):
             paths = [path]
         else:
             raise IngestError(f"source {src!r} does not exist")
+        if local and skip is not None:
+            paths = [p for p in paths if not os.path.abspath(p).startswith(skip)]
+        if not paths:
+            raise IngestError(f"source {src!r} names no .csv/.tsv/.jsonl/.parquet files")
         for p in paths:
             kind = _classify(p)
             if kind is None:
