@@ -56,9 +56,9 @@ class FakeReplica:
         assert isinstance(request, BatchRequest) and self._model is not None
         self.batches.append(len(next(iter(request.tensors.values()))))
         self._reply = asyncio.get_running_loop().create_future()
-        delay = asyncio.sleep(self._backend.delay_s)
-        done, _ = await asyncio.wait({asyncio.ensure_future(delay), self._reply},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        delay = asyncio.ensure_future(asyncio.sleep(self._backend.delay_s))
+        await asyncio.wait({delay, self._reply}, return_when=asyncio.FIRST_COMPLETED)
+        delay.cancel()
         if self._reply.done():
             raise ReplicaDied("killed mid-batch")
         try:
