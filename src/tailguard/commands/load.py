@@ -1,9 +1,105 @@
-"""CLI commands: sim (filled in by its issue)."""
+"""CLI command: ``tailguard load`` — closed- or open-loop load against a V2 or OpenAI route."""
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from tailguard.ops import LoadProgress, LoadSpec, format_text, run_load
+from tailguard.ops.load_client import LoadTargetError
+from tailguard.ops.payloads import PayloadError, read_payloads_file
+
+
+def _progress_line(p: LoadProgress) -> Text:
+    done = min(1.0, p.elapsed_s / p.total_s) if p.total_s > 0 else 1.0
+    return Text(
+        f"{p.elapsed_s:6.1f}/{p.total_s:.1f} s  {done:4.0%}  sent {p.sent}  "
+        f"done {p.completed}  ok {p.ok}  errors {p.completed - p.ok}  in flight {p.in_flight}"
+    )
+
+
+def load(
+    url: Annotated[str, typer.Argument(help="Target, e.g. http://127.0.0.1:8000")] = (
+        "http://127.0.0.1:8000"
+    ),
+    *,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name, e.g. echo")],
+    protocol: Annotated[str, typer.Option(help="v2 (/v2/models/M/infer) or openai "
+                                               "(/v1/embeddings)")] = "v2",
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", "-c", help="Closed loop: C workers sending back-to-back")] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", "-r", help="Open loop: offered requests per second")] = None,
+    arrival: Annotated[str, typer.Option(help="Open loop arrivals: poisson or constant")] = (
+        "poisson"
+    ),
+    duration: Annotated[float, typer.Option("--duration", "-d", help="Measured seconds")] = 10.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before measuring")] = 0.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before a request times out")] = 30.0,
+    inputs: Annotated[list[str] | None, typer.Option(
+        "--input", help="V2: NAME[:DATATYPE[:SHAPE]]=JSON (repeat per tensor); "
+                        "openai: TEXT")] = None,
+    payloads: Annotated[Path | None, typer.Option(
+        help="JSONL file, one request body per line (sent round-robin)")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="TAILGUARD_API_KEY", help="Sent as 'Authorization: Bearer' and 'X-API-Key'")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    connections: Annotated[int, typer.Option(help="Most keep-alive connections (open loop)")] = (
+        256
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of arrivals and generated payloads")] = 0,
+) -> None:
+    """Send load; report P50/P90/P99/P99.9 latency, throughput and errors by kind.
+
+    Closed loop (--concurrency C) keeps C requests in flight.
+
+    Open loop (--rate R) measures latency from each intended send time, and warns when the
+    generator itself fell behind.
+    """
+    try:
+        bodies = read_payloads_file(payloads) if payloads is not None else ()
+        spec = LoadSpec(
+            url=url, model=model, protocol=protocol, concurrency=concurrency, rate_rps=rate,
+            arrival=arrival, duration_s=duration, warmup_s=warmup, timeout_s=timeout,
+            bodies=bodies, inputs=tuple(inputs or ()), api_key=api_key,
+            max_connections=connections, seed=seed,
+        )
+    except (ValueError, PayloadError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    console = Console(stderr=True)
+    live = Live(console=console, auto_refresh=False, transient=True) if console.is_terminal \
+        else None
+
+    def progress(p: LoadProgress) -> None:
+        if live is not None:
+            live.update(_progress_line(p), refresh=True)
+
+    try:
+        with live if live is not None else nullcontext():
+            result = run_load(spec, progress if live is not None else None)
+    except (PayloadError, LoadTargetError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    if json_output:
+        for warning in result.warnings:
+            typer.echo(f"WARNING: {warning}", err=True)
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        typer.echo(format_text(result))
+    if result.ok == 0:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("load")(load)

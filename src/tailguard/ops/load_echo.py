@@ -6,8 +6,8 @@ little as possible and the numbers measure the generator. It speaks the two rout
 
 - ``GET /v2/models/{model}``: V2 metadata of the models in :data:`MODELS`, 404 otherwise;
 - ``POST /v2/models/{model}/infer``: echoes the request body (``slow`` waits ``delay_ms``
-  first), 404 for an unknown model, 400 with ``--validate`` when the body does not match the
-  declared inputs;
+  first; ``closing`` answers with ``Connection: close``), 404 for an unknown model, 400
+  with ``--validate`` when the body does not match the declared inputs;
 - ``POST /v1/embeddings``: a fixed embedding for a known model;
 - ``GET /v2/health/ready``: 200.
 
@@ -45,6 +45,10 @@ MODELS: dict[str, dict[str, Any]] = {
         "inputs": [_io("INPUT0", "FP32", [-1, -1])],
         "outputs": [_io("OUTPUT0", "FP32", [-1, -1])],
     },
+    "closing": {
+        "inputs": [_io("INPUT0", "FP32", [-1, -1])],
+        "outputs": [_io("OUTPUT0", "FP32", [-1, -1])],
+    },
     "minilm": {
         "inputs": [_io("text", "BYTES", [-1])],
         "outputs": [_io("embedding", "FP32", [-1, 384])],
@@ -57,6 +61,7 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 _JSON = [(b"content-type", b"application/json")]
+_CLOSE = [(b"connection", b"close")]
 _EMBEDDING = json.dumps({"object": "list", "data": [{"object": "embedding", "index": 0,
                                                       "embedding": [0.0] * 8}]}).encode()
 
@@ -107,6 +112,8 @@ def make_app(delay_ms: float = 50.0, validate: bool = False) -> App:
             more = message.get("more_body", False)
         status, out = await _route(scope["method"], scope["path"], body)
         headers = [*_JSON, (b"content-length", str(len(out)).encode())]
+        if scope["path"] == "/v2/models/closing/infer":
+            headers += _CLOSE
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
 

@@ -22,6 +22,7 @@ Definitions (the ones that matter for honest numbers):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,10 +54,13 @@ def error_name(code: int) -> str:
 
 def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float | None]:
     """Nearest-rank percentiles (``qs`` in percent) of ``values``; None for an empty array."""
-    if values.size == 0:
+    n = values.size
+    if n == 0:
         return [None for _ in qs]
-    result = np.percentile(values, list(qs), method="inverted_cdf")
-    return [float(x) for x in np.atleast_1d(result)]
+    # Rank ceil(q/100 * n), computed so that 99.9 % of 1000 is rank 999, not 1000 by rounding.
+    ranks = [min(n, max(1, math.ceil(round(q * n / 100.0, 9)))) for q in qs]
+    ordered = np.partition(values, sorted({r - 1 for r in ranks}))
+    return [float(ordered[r - 1]) for r in ranks]
 
 
 @dataclass(frozen=True, eq=False)

@@ -302,6 +302,7 @@ class _OpenLoop(_Engine):
         self._waited = 0
         self._window_end = math.inf
         self._spare = 2
+        self._running = False  # set once the schedule exists
         self._wakeup: Wakeup = make_wakeup(self._loop, self._tick)
 
     async def run(self) -> Recording:
@@ -325,6 +326,7 @@ class _OpenLoop(_Engine):
         window_start = self._started + spec.warmup_s
         self._window_end = window_start + spec.duration_s
         self._hard_deadline = self._window_end + self._timeout + 1.0
+        self._running = True
         self._wakeup.at(self._schedule[0] if self._schedule else self._started)
         self._sweep()
         try:
@@ -448,7 +450,8 @@ class _OpenLoop(_Engine):
         self._i = len(self._schedule)
 
     def _check_drained(self) -> None:
-        if self._i >= len(self._schedule) and self._inflight == 0 and not self._pending:
+        if (self._running and self._i >= len(self._schedule) and self._inflight == 0
+                and not self._pending):
             self._finish()
 
     def _snapshot(self, now: float) -> LoadProgress:
