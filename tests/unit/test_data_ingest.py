@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -247,3 +248,31 @@ def test_fsspec_urls_for_sources_and_datasets(tmp_path: Path) -> None:
         assert ds.consumed_after(1) == 2 and ds.consumed_after(5) == 3
     finally:
         mem.rm("/tg-test", recursive=True)
+
+
+def test_lists_of_numbers_round_trip_and_collate(tmp_path: Path) -> None:
+    from torch.utils.data import default_collate
+
+    j = tmp_path / "v.jsonl"
+    j.write_text("".join(json.dumps({"id": i, "vec": [i, i + 0.5]}) + "\n" for i in range(6)))
+    result = ingest([str(j)], tmp_path / "ds", shard_rows=4)
+    assert dict(result.schema) == {"id": "int64", "vec": "float64[]"}
+    samples = list(StreamingDataset(tmp_path / "ds", batch_size=3, seed=2))
+    batch = default_collate(samples[:3])  # warnings are errors: arrays must be writable
+    assert batch["vec"].shape == (3, 2)
+    assert batch["vec"][:, 1].tolist() == [i + 0.5 for i in batch["id"].tolist()]
+
+    c = write_csv(tmp_path / "v.csv", 'id,vec\n1,"[1, 2]"\n2,nope\n3,"[null]"\n4,\n')
+    got = ingest([c], tmp_path / "ds2", schema={"id": "int64", "vec": "float32[]?"}, max_bad_rows=2)
+    assert [(r.line, r.reason.split(":")[0]) for r in got.bad_row_samples] == [
+        (3, "column 'vec'"),
+        (4, "column 'vec'"),
+    ]
+    rows = list(StreamingDataset(tmp_path / "ds2", batch_size=2, shuffle=False))
+    assert rows[0]["vec"].dtype == np.float32 and rows[0]["vec"].tolist() == [1.0, 2.0]
+    assert rows[1]["vec"] is None
+
+    p = tmp_path / "v.parquet"
+    pq.write_table(pa.table({"tags": [["a"], ["b"]]}), p)
+    with pytest.raises(SchemaError, match="nested type"):
+        ingest([str(p)], tmp_path / "ds3")

@@ -2,11 +2,12 @@
 
 A schema is written as a mapping ``column -> type`` where type is one of ``int64``,
 ``int32``, ``float64``, ``float32``, ``bool`` or ``string`` (aliases such as ``int``,
-``float``, ``str`` are accepted). A trailing ``?`` marks a column as nullable
-(``"label": "int64?"``); every other column is *required*: a row without a value for it is
-a bad row. Casts are strict — ``"1.5"`` is not an ``int64``, ``"yes"`` is not a float — so
-that a schema mismatch shows up as bad rows with their line numbers instead of silently
-turning into nulls or zeros.
+``float``, ``str`` are accepted), or a list of numbers: ``int64[]``, ``int32[]``,
+``float64[]``, ``float32[]`` (JSON arrays; in CSV cells, JSON text such as ``"[1, 2]"``).
+A trailing ``?`` marks a column as nullable (``"label": "int64?"``); every other column is
+*required*: a row without a value for it is a bad row. Casts are strict — ``"1.5"`` is not
+an ``int64``, ``"yes"`` is not a float — so that a schema mismatch shows up as bad rows with
+their line numbers instead of silently turning into nulls or zeros.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "string": pa.string(),
 }
+_LIST_ELEMENTS = ("int64", "int32", "float64", "float32")
+_ARROW_TYPES.update({f"{e}[]": pa.list_(_ARROW_TYPES[e]) for e in _LIST_ELEMENTS})
 _ALIASES = {
     "int": "int64",
     "integer": "int64",
@@ -116,7 +119,10 @@ def parse_schema(mapping: Mapping[str, str]) -> Schema:
             raise SchemaError(f"column {name!r}: type must be a string like 'int64', got {raw!r}")
         spec = raw.strip().lower()
         nullable = spec.endswith("?")
-        base = _ALIASES.get(spec.rstrip("?"), spec.rstrip("?"))
+        base = spec.rstrip("?")
+        is_list = base.endswith("[]")
+        base = base.removesuffix("[]")
+        base = _ALIASES.get(base, base) + ("[]" if is_list else "")
         if base not in _ARROW_TYPES:
             raise SchemaError(
                 f"column {name!r}: unknown type {raw!r}; use one of {sorted(_ARROW_TYPES)} "
@@ -144,8 +150,19 @@ def load_schema_option(value: str) -> Schema:
     return parse_schema(mapping)
 
 
-def type_from_arrow(arrow_type: pa.DataType) -> str:
-    """Map an inferred Arrow type to one of ours; anything exotic is kept as a string."""
+def type_from_arrow(arrow_type: pa.DataType, name: str = "?") -> str:
+    """Map an inferred Arrow type to one of ours; exotic scalars (dates …) become strings."""
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        elem = arrow_type.value_type
+        if pa.types.is_integer(elem):
+            return "int64[]"
+        if pa.types.is_floating(elem):
+            return "float64[]"
+    if pa.types.is_nested(arrow_type):
+        raise SchemaError(
+            f"column {name!r} has nested type {arrow_type}, which is not supported (lists of "
+            "numbers are); pass --schema naming only the columns to keep"
+        )
     if pa.types.is_boolean(arrow_type):
         return "bool"
     if pa.types.is_integer(arrow_type):
@@ -159,17 +176,29 @@ def infer_schema(table: pa.Table) -> Schema:
     """A schema from a sample: column types from Arrow, nullable where the sample has nulls."""
     return Schema(
         tuple(
-            Column(field.name, type_from_arrow(field.type), table.column(i).null_count > 0)
+            Column(
+                field.name, type_from_arrow(field.type, field.name), table.column(i).null_count > 0
+            )
             for i, field in enumerate(table.schema)
         )
     )
 
 
-def infer_python_type(values: Sequence[Any]) -> str:
+def infer_python_type(values: Sequence[Any], name: str = "?") -> str:
     """The narrowest of our types holding every non-null JSON value in ``values``."""
     present = [v for v in values if v is not None]
     if not present:
         return "string"
+    if any(isinstance(v, list | dict) for v in present):
+        if all(isinstance(v, list) for v in present):
+            elems = [e for v in present for e in v]
+            kind = infer_python_type(elems, name) if elems else "float64"
+            if kind in ("int64", "float64"):
+                return kind + "[]"
+        raise SchemaError(
+            f"column {name!r} holds nested values other than lists of numbers, which are not "
+            "supported; pass --schema naming only the columns to keep"
+        )
     if all(isinstance(v, bool) for v in present):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
@@ -245,8 +274,26 @@ def _to_string(value: Any) -> str:
     raise ValueError(f"a nested value ({type(value).__name__}) is not a string")
 
 
+def _to_list(element: Converter) -> Converter:
+    def convert(value: Any) -> list[Any]:
+        if isinstance(value, str):  # CSV cells hold lists as JSON text: "[1, 2, 3]"
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a JSON list") from None
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{value!r} is not a list")
+        if any(v is None for v in value):
+            raise ValueError("a list element is null")
+        return [element(v) for v in value]
+
+    return convert
+
+
 def converter(column_type: str) -> Converter:
     """The strict cast for one of our type names (see :data:`Converter`)."""
+    if column_type.endswith("[]"):
+        return _to_list(converter(column_type.removesuffix("[]")))
     if column_type in _INT_BOUNDS:
         return _to_int(_INT_BOUNDS[column_type])
     return {

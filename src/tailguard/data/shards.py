@@ -60,7 +60,31 @@ class ShardReader:
                 table = pq.read_table(fh, columns=self.columns)
         if table.num_rows != shard.rows:
             raise ValueError(f"shard {shard.file}: {table.num_rows} rows, index says {shard.rows}")
-        return {name: table.column(name).to_numpy() for name in self.columns}
+        return {name: _to_numpy(table.column(name)) for name in self.columns}
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as numpy; list columns become object arrays of *writable* numpy arrays.
+
+    (Arrow's zero-copy views are read-only, and torch warns when collating those.)
+    """
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return np.asarray(column.to_numpy())
+    lists = column.combine_chunks()
+    out = np.empty(len(lists), dtype=object)
+    if len(lists) == 0:
+        return out
+    if lists.null_count:
+        dtype = column.type.value_type.to_pandas_dtype()
+        for i, value in enumerate(lists.to_pylist()):
+            out[i] = None if value is None else np.asarray(value, dtype=dtype)
+        return out
+    flat = np.array(lists.flatten().to_numpy(zero_copy_only=False))  # one writable copy
+    offsets = lists.offsets.to_numpy()
+    parts = np.split(flat, offsets[1:-1] - offsets[0])
+    for i, part in enumerate(parts):
+        out[i] = part
+    return out
 
 
 class ShardCache:

@@ -214,7 +214,9 @@ def _sample_jsonl(fh: IO[bytes], url: str) -> Schema:
     columns = []
     for name in names:
         values = [rec.get(name) for rec in records]
-        columns.append(Column(name, infer_python_type(values), any(v is None for v in values)))
+        columns.append(
+            Column(name, infer_python_type(values, name), any(v is None for v in values))
+        )
     return Schema(tuple(columns))
 
 
