@@ -8,11 +8,15 @@ Traces (30 simulated minutes each):
   bursty   Gamma inter-arrivals, mean 400 req/s, CV 3, plus a +800 req/s spike for 60 s;
   diurnal  Poisson with a sinusoidal rate, mean 400 req/s, amplitude 0.8, period 30 min.
 
-Baselines, each at the best setting of a small sweep (cheapest setting that reaches our
-attainment; if none does, the one with the highest attainment):
+Every policy family runs a small sweep and is represented by its best setting, chosen the
+same way for all: the cheapest setting that keeps >= 99.9 % of requests within the objective
+(if ours cannot, the bar becomes our best attainment); if no setting of a family reaches the
+bar, the one with the highest attainment.
+  slo          ours, rate_headroom in {0.2 (default), 0.5, 1.0, 2.0}, objective 200 ms;
   hpa          target busy ratio in {0.5, 0.6, 0.7, 0.8}, Kubernetes defaults otherwise;
   concurrency  Ray target_ongoing_requests in {1, 2, 4, 8} x Knative panic mode off/on.
-Ours (``slo``) runs once with its defaults and the run's objective.
+The saving is 1 - ours / the cheapest baseline that reaches the bar (or, when none does, the
+baseline with the highest attainment; the output says which).
 
 Prints a table, then as its last line one JSON object. Run:
     .venv/bin/python benchmarks/autoscale_sim.py [--quick]
@@ -38,7 +42,7 @@ TRACES = {
     "diurnal": "diurnal:mean=400,amp=0.8,period=1800",
 }
 SWEEP: list[tuple[str, str, dict[str, Any]]] = [
-    ("slo", "slo (defaults)", {}),
+    *[("slo", f"slo headroom={h}", {"rate_headroom": h}) for h in (0.2, 0.5, 1.0, 2.0)],
     *[("hpa", f"hpa util={u}", {"target_utilization": u}) for u in (0.5, 0.6, 0.7, 0.8)],
     *[
         (
@@ -84,26 +88,27 @@ def run_trace(name: str, trace: str, duration_s: float, seed: int) -> dict[str, 
     rows: list[Row] = []
     for family, label, options in SWEEP:
         if family == "slo":
-            options = {"slo_p99_s": cfg.slo_p99_ms / 1e3}
+            options = {**options, "slo_p99_s": cfg.slo_p99_ms / 1e3}
         result = simulate(arrivals, make_autoscaler(family, bounds, **options), cfg)
         rows.append(Row(family, label, result))
         print(f"  {name:8s} {label:22s} {result.wall_s:5.1f} s", file=sys.stderr)
-    ours = rows[0]
-    threshold = ours.result.slo_attainment
+    ours, ours_ok = _pick([r for r in rows if r.family == "slo"], TARGET_ATTAINMENT)
+    threshold = TARGET_ATTAINMENT if ours_ok else ours.result.slo_attainment
     best_per_family = {
         fam: _pick([r for r in rows if r.family == fam], threshold)
         for fam in ("hpa", "concurrency")
     }
     reaching = [row for row, ok in best_per_family.values() if ok]
+    bar = f"{100 * threshold:.3f} % in SLO"
     if reaching:
         best = min(reaching, key=lambda r: r.result.replica_seconds)
-        basis = "cheapest baseline reaching our attainment"
+        basis = f"cheapest baseline reaching {bar}"
     else:
         best = max(
             (row for row, _ in best_per_family.values()),
             key=lambda r: (r.result.slo_attainment, -r.result.replica_seconds),
         )
-        basis = "no baseline reaches our attainment: baseline with the highest attainment"
+        basis = f"no baseline reaches {bar}: baseline with the highest attainment"
     saving = 1.0 - ours.result.replica_seconds / best.result.replica_seconds
     return {
         "rows": rows,
@@ -133,7 +138,8 @@ def _print_table(name: str, trace: str, out: dict[str, Any]) -> None:
         )
     ours, best = out["ours"].result, out["best"].result
     print(
-        f"ours {100 * ours.slo_attainment:.3f} % in SLO, {ours.replica_seconds:.0f} rep-s; "
+        f"ours ({out['ours'].label}) {100 * ours.slo_attainment:.3f} % in SLO, "
+        f"{ours.replica_seconds:.0f} rep-s; "
         f"{out['basis']}: {out['best'].label} {100 * best.slo_attainment:.3f} %, "
         f"{best.replica_seconds:.0f} rep-s; saving {100 * out['saving']:.1f} %"
     )
@@ -144,12 +150,34 @@ def _print_table(name: str, trace: str, out: dict[str, Any]) -> None:
     )
 
 
+def perf() -> None:
+    """The simulator's own speed: one million requests on up to 1,000 replicas, one core."""
+    cfg = SimConfig(duration_s=4.0, initial_replicas=1000, cold_start_s=1.0)
+    arrivals = generate("poisson:rate=250000", cfg.duration_s, seed=1)
+    scaler = make_autoscaler("slo", BoundsConfig(max_replicas=1000))
+    result = simulate(arrivals, scaler, cfg)
+    print(
+        json.dumps(
+            {
+                "requests": int(arrivals.size),
+                "max_replicas": result.max_replicas,
+                "wall_s": round(result.wall_s, 2),
+                "requests_per_s": round(arrivals.size / result.wall_s),
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="10 simulated minutes per trace")
+    parser.add_argument("--perf", action="store_true", help="only time 1M requests, 1k replicas")
     args = parser.parse_args()
+    if args.perf:
+        perf()
+        return
     duration = 600.0 if args.quick else args.duration
     traces = dict(TRACES)
     if args.quick:
@@ -173,6 +201,7 @@ def main() -> None:
                     ("concurrency", out["best_per_family"]["concurrency"]),
                 )
             },
+            "slo_setting": out["ours"].label,
             "hpa_setting": out["best_per_family"]["hpa"].label,
             "concurrency_setting": out["best_per_family"]["concurrency"].label,
             "best_baseline": out["best"].label,

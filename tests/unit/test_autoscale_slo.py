@@ -115,3 +115,16 @@ def test_config_is_checked() -> None:
         SloConfig(utilization_ceiling=0.0)
     with pytest.raises(ValueError, match="max_correction"):
         SloConfig(max_correction=0.5)
+
+
+def test_a_surge_in_the_recent_window_counts_before_the_average_moves() -> None:
+    calm = _snap(400.0)
+    surge = MetricsSnapshot(
+        window_s=10.0,
+        arrival_rate_rps=400.0,
+        recent_arrival_rate_rps=1200.0,
+        ready_replicas=4,
+        service_profile=PROFILE,
+    )
+    assert surge.recent_rows_per_s == 1200.0 and calm.recent_rows_per_s == 400.0
+    assert recommend(surge, SloConfig()) > recommend(calm, SloConfig())

@@ -45,6 +45,7 @@ class SimConfig:
     cold_start_s: float = 10.0
     tick_s: float = 1.0
     metrics_window_s: float = 10.0
+    recent_window_s: float = 2.0
     slo_p99_ms: float = 200.0
     initial_replicas: int = 1
     warmup_s: float = 0.0
@@ -54,8 +55,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.duration_s <= 0:
             raise ValueError("duration_s must be > 0")
-        if self.tick_s <= 0 or self.metrics_window_s <= 0:
-            raise ValueError("tick_s and metrics_window_s must be > 0")
+        if self.tick_s <= 0 or self.metrics_window_s <= 0 or self.recent_window_s <= 0:
+            raise ValueError("tick_s, metrics_window_s and recent_window_s must be > 0")
         if self.max_wait_ms < 0 or self.cold_start_s < 0 or self.drain_limit_s < 0:
             raise ValueError("max_wait_ms, cold_start_s and drain_limit_s must be >= 0")
         if self.slo_p99_ms <= 0:
@@ -160,6 +161,8 @@ def _snapshot(
     eff_w = max(now - t_lo, 1e-9)
     a_lo, a_hi = np.searchsorted(arrivals, (t_lo, now), side="right")
     n_arr = int(a_hi - a_lo)
+    r_lo = max(0.0, now - cfg.recent_window_s)
+    recent = int(a_hi - np.searchsorted(arrivals, r_lo, side="right")) / max(now - r_lo, 1e-9)
     cv = 1.0
     if n_arr >= 3:
         gaps = np.diff(arrivals[a_lo:a_hi])
@@ -179,6 +182,7 @@ def _snapshot(
         ready_replicas=ready,
         service_profile=cfg.profile,
         deployment=cfg.deployment,
+        recent_arrival_rate_rps=recent,
         arrival_cv=cv,
         latency_p50_s=p50,
         latency_p99_s=p99,

@@ -4,7 +4,8 @@ A snapshot describes one deployment at one instant ``now`` as a live server (or 
 sees it. Two kinds of fields:
 
 * **window aggregates** over the last ``window_s`` seconds: arrival rate (requests and rows per
-  second), the inter-arrival coefficient of variation, P50/P99 latency of the requests that
+  second, plus the request rate over a short recent window), the inter-arrival coefficient
+  of variation, P50/P99 latency of the requests that
   completed in the window, and the mean per-replica busy ratio;
 * **gauges** at ``now``: queue depth, ongoing requests (queued + in service), and the
   ready / starting / draining replica counts.
@@ -134,6 +135,7 @@ class MetricsSnapshot:
     service_profile: ServiceProfile = field(default_factory=ServiceProfile)
     deployment: str = "default"
     arrival_rows_per_s: float | None = None
+    recent_arrival_rate_rps: float | None = None
     arrival_cv: float = 1.0
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
@@ -148,6 +150,8 @@ class MetricsSnapshot:
     def __post_init__(self) -> None:
         if self.window_s <= 0:
             raise ValueError(f"window_s must be > 0, got {self.window_s}")
+        if self.recent_arrival_rate_rps is not None and self.recent_arrival_rate_rps < 0:
+            raise ValueError("recent_arrival_rate_rps must be >= 0")
         for name in ("arrival_rate_rps", "busy_ratio", "arrival_cv", "batch_wait_s"):
             value = getattr(self, name)
             if value < 0 or math.isnan(value):
@@ -174,6 +178,21 @@ class MetricsSnapshot:
         if self.arrival_rows_per_s is None:
             return self.arrival_rate_rps
         return self.arrival_rows_per_s
+
+    @property
+    def recent_rows_per_s(self) -> float:
+        """Rows per second over the short recent window (the window rate when not reported).
+
+        ``recent_arrival_rate_rps`` is the request rate over the last second or two: it sees
+        a surge before the full window's average does.
+        """
+        if self.recent_arrival_rate_rps is None or self.arrival_rate_rps <= 0:
+            return (
+                self.rows_per_s
+                if self.recent_arrival_rate_rps is None
+                else (self.recent_arrival_rate_rps)
+            )
+        return self.recent_arrival_rate_rps * self.rows_per_s / self.arrival_rate_rps
 
     @property
     def has_demand(self) -> bool:

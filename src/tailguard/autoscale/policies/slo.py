@@ -2,8 +2,8 @@
 
 Each decision:
 
-1. plan for ``rows_per_s * (1 + rate_headroom)`` plus the rate that drains the current queue
-   within ``backlog_drain_s``;
+1. plan for ``max(window rate, recent rate) * (1 + rate_headroom)`` (rows/s) plus the rate
+   that drains the current queue within ``backlog_drain_s``;
 2. find the fewest replicas whose predicted latency quantile (batching M/G/c model of
    :mod:`tailguard.autoscale.queueing`, fed the measured service-time profile and the
    observed inter-arrival CV) is within ``slo_p99_s``;
@@ -114,7 +114,9 @@ def _correction(snapshot: MetricsSnapshot, config: SloConfig) -> float:
 def recommend(snapshot: MetricsSnapshot, config: SloConfig) -> int:
     """The instantaneous recommendation, before stabilisation."""
     profile = snapshot.service_profile
-    rate = snapshot.rows_per_s * (1.0 + config.rate_headroom)
+    # A surge shows in the recent rate seconds before it moves the window's average.
+    observed = max(snapshot.rows_per_s, snapshot.recent_rows_per_s)
+    rate = observed * (1.0 + config.rate_headroom)
     rate += snapshot.queue_depth / config.backlog_drain_s
     if rate <= 0:
         return 1 if snapshot.has_demand else 0
