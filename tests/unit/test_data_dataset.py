@@ -282,3 +282,13 @@ def test_shard_cache_is_bounded_and_prefetches() -> None:
     sync.get(8)
     assert sync.cached() == [8]
     sync.close()
+
+
+def test_dataset_pickles_for_spawned_workers(root: Path) -> None:
+    import pickle
+
+    ds = StreamingDataset(make_dataset(root, 30, 7), batch_size=4, seed=4)
+    ds.load_state_dict({"epoch": 1, "consumed": 9})
+    copy = pickle.loads(pickle.dumps(ds))
+    assert (copy.epoch, copy.start, len(copy)) == (1, 9, 21)
+    assert [s["id"] for s in copy.iter_worker(1, 2)] == [s["id"] for s in ds.iter_worker(1, 2)]

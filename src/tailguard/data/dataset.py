@@ -37,6 +37,14 @@ worker's share of the current shuffle window: at most ``SHUFFLE_WINDOW_SHARDS`` 
 divided by ``world_size * num_workers`` (rounded up to whole batches). The whole dataset is
 never loaded, and the epoch's permutation is never materialised: one window's at a time.
 
+**Reads.** A global batch draws from the whole current window, so every DataLoader worker of
+every rank reads (and decodes) each shard of the windows it has samples in: an epoch reads
+the selected columns up to ``world_size * num_workers`` times in total. That is the price of an
+order that does not depend on the cluster's shape; select ``columns`` to keep it small.
+
+**DataLoader.** Pass ``batch_size=ds.batch_size`` to the DataLoader (the worker interleaving
+is defined per batch) and leave ``drop_last=False``; ``len(loader)`` is then ``ds.num_batches``.
+
 **Integrity.** Each shard's sha256 is checked against ``index.json`` the first time a process
 opens it; a mismatch raises :class:`~tailguard.data.index.ShardIntegrityError` naming the shard.
 
