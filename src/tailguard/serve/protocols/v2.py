@@ -5,6 +5,7 @@ Spec: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protoco
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ def _to_array(spec: TensorSpec, item: dict[str, Any]) -> np.ndarray:
     if "data" not in item:
         raise BadRequest(f"input {name!r}: 'data' is missing")
     data = item["data"]
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)
     try:
         if spec.datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
