@@ -292,3 +292,17 @@ def test_dataset_pickles_for_spawned_workers(root: Path) -> None:
     copy = pickle.loads(pickle.dumps(ds))
     assert (copy.epoch, copy.start, len(copy)) == (1, 9, 21)
     assert [s["id"] for s in copy.iter_worker(1, 2)] == [s["id"] for s in ds.iter_worker(1, 2)]
+
+
+def test_no_prefetch_thread_outlives_its_iterator(root: Path) -> None:
+    import threading
+
+    def prefetchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("tailguard-prefetch")]
+
+    ds = StreamingDataset(make_dataset(root, 200, 10), batch_size=4, prefetch_shards=2)
+    it = iter(ds)
+    next(it)
+    assert prefetchers()  # decoding ahead in the background
+    it.close()  # what a `break` out of a for loop does once the iterator is dropped
+    assert prefetchers() == []  # joined, so a DataLoader fork right after is safe

@@ -7,7 +7,6 @@ A decoded shard is ``dict[column, numpy.ndarray]`` (strings as object arrays of 
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,28 +32,16 @@ class ShardReader:
         self.path = path.rstrip("/")
         self.shards: tuple[ShardInfo, ...] = index.shards
         self.columns = list(columns)
+        # Only set.add and `in` (atomic under the GIL): no lock that a fork could copy held.
         self._verified: set[int] = set()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def decode(self, shard_id: int) -> Decoded:
         shard = self.shards[shard_id]
-        with self._lock:
-            first_open = shard_id not in self._verified
-        if first_open:
+        if shard_id not in self._verified:
             # One read serves both the hash and the decode.
             data = read_shard_bytes(self.path, shard, verify=True)
             table = pq.read_table(pa.BufferReader(data), columns=self.columns)
-            with self._lock:
-                self._verified.add(shard_id)
+            self._verified.add(shard_id)
         else:
             with fsspec.open(f"{self.path}/{shard.file}", "rb") as fh:
                 table = pq.read_table(fh, columns=self.columns)
@@ -91,7 +78,8 @@ class ShardCache:
     """An LRU of decoded shards with background prefetch; capacity ``prefetch + 1``.
 
     Use from one thread: :meth:`get` the shard needed now, then :meth:`prefetch` the ones
-    needed next. Call :meth:`close` when done (pending prefetches are cancelled).
+    needed next. Call :meth:`close` when done: pending prefetches are cancelled and the
+    prefetch thread has exited when it returns.
     """
 
     def __init__(self, decode: Callable[[int], Decoded], prefetch: int) -> None:
@@ -147,4 +135,6 @@ class ShardCache:
             entry.cancel()
         self._entries.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Wait for the one decode in flight: no thread outlives the iterator, so a later
+            # fork (DataLoader workers) never copies a thread's half-held locks.
+            self._pool.shutdown(wait=True, cancel_futures=True)
