@@ -18,9 +18,10 @@ from tailguard.ops.payloads import PayloadError, read_payloads_file
 
 
 def _progress_line(p: LoadProgress) -> Text:
-    done = min(1.0, p.elapsed_s / p.total_s) if p.total_s > 0 else 1.0
+    elapsed = max(0.0, p.elapsed_s)
+    done = min(1.0, elapsed / p.total_s) if p.total_s > 0 else 1.0
     return Text(
-        f"{p.elapsed_s:6.1f}/{p.total_s:.1f} s  {done:4.0%}  sent {p.sent}  "
+        f"{elapsed:6.1f}/{p.total_s:.1f} s  {done:4.0%}  sent {p.sent}  "
         f"done {p.completed}  ok {p.ok}  errors {p.completed - p.ok}  in flight {p.in_flight}"
     )
 

@@ -157,8 +157,8 @@ def summarize(rec: Recording) -> LoadResult:
             fell_behind = True
             warnings.append(
                 f"generator fell behind: send-time error P99 {s99 * 1000.0:.2f} ms > "
-                f"{MAX_SEND_ERROR_P99_MS:g} ms (latencies include that lag; results are a "
-                "lower bound on what the server can do)"
+                f"{MAX_SEND_ERROR_P99_MS:g} ms: latencies include that lag and overstate the "
+                "server's (offer less load, or give the generator a core of its own)"
             )
         if rec.waited_for_connection:
             fell_behind = True

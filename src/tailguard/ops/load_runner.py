@@ -67,6 +67,7 @@ class _Engine:
         self._conns: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._handles: list[asyncio.Handle] = []
+        self._sweep_handle: asyncio.Handle | None = None
         self._opened = 0
         self._connecting = 0
         self._inflight = 0
@@ -142,16 +143,17 @@ class _Engine:
                 self._finish_error(i, CODE_TIMEOUT, now)
                 conn.abort("timeout")
         self._sweep_more(now)
-        if self._progress is not None and now >= self._next_progress:
-            self._next_progress = now + _PROGRESS_S
-            self._progress(self._snapshot(now))
         if now >= self._hard_deadline:
             self._abandon(now)
             self._finish()
             return
         self._check_drained()
-        if not self._finished.done():
-            self._handles.append(self._loop.call_later(_SWEEP_S, self._sweep))
+        if self._finished.done():
+            return
+        self._sweep_handle = self._loop.call_later(_SWEEP_S, self._sweep)
+        if self._progress is not None and now >= self._next_progress:
+            self._next_progress = now + _PROGRESS_S
+            self._progress(self._snapshot(now))
 
     def _sweep_more(self, now: float) -> None:
         """Engine-specific timeouts (the open loop's queue)."""
@@ -180,6 +182,8 @@ class _Engine:
         finally:
             for handle in self._handles:
                 handle.cancel()
+            if self._sweep_handle is not None:
+                self._sweep_handle.cancel()
             for task in list(self._tasks):
                 task.cancel()
             for conn in list(self._conns):
@@ -256,7 +260,7 @@ class _ClosedLoop(_Engine):
         self._sent[i] = now
         self._finish_error(i, CODE_CONNECT, now)
         if not self._stopping:
-            self._handles.append(self._loop.call_later(_CONNECT_BACKOFF_S, self._respawn))
+            self._loop.call_later(_CONNECT_BACKOFF_S, self._respawn)  # checks state itself
 
     def _respawn(self) -> None:
         if not self._stopping:
@@ -403,7 +407,7 @@ class _OpenLoop(_Engine):
         if self._pending:
             self._finish_error(self._pending.popleft(), CODE_CONNECT, time.perf_counter())
             if self._pending:
-                self._handles.append(self._loop.call_later(_CONNECT_BACKOFF_S, self._regrow))
+                self._loop.call_later(_CONNECT_BACKOFF_S, self._regrow)  # checks state itself
         self._check_drained()
 
     def _regrow(self) -> None:
