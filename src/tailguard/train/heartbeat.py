@@ -4,7 +4,9 @@ Beating from the loop (not a free-running thread) means a worker that hangs — 
 deadlocked in a collective, stuck in I/O — goes silent, and the engine notices within
 ``heartbeat_timeout_s`` instead of waiting for a 30-minute collective timeout. Phases known to
 be long and collective-free on this rank's side (loading a model, writing a checkpoint) run
-under :meth:`Heartbeat.keepalive`, which beats from a thread meanwhile.
+under :meth:`Heartbeat.keepalive`, which beats from a thread meanwhile; so does start-up, up
+to the end of the first training step (importing torch, joining the group, loading a model,
+opening the data and the first, slower, step), which ``startup_timeout_s`` bounds instead.
 
 A worker also exits when its engine is gone (parent PID changed), so a killed engine never
 leaves workers writing checkpoints behind a later ``--resume``.
@@ -29,6 +31,10 @@ class Heartbeat:
         self._last = 0.0
         self._parent = os.getppid()
         self._lock = threading.Lock()
+        self._touch_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._depth = 0
         self.beat(force=True)
 
     def beat(self, *, force: bool = False) -> None:
@@ -40,26 +46,47 @@ class Heartbeat:
         self._last = now
         if self.path is None:
             return
-        with self._lock:
+        with self._touch_lock:
             try:
                 os.utime(self.path)
             except FileNotFoundError:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.path.touch()
 
-    @contextmanager
-    def keepalive(self, interval_s: float = 0.5) -> Iterator[None]:
-        stop = threading.Event()
+    def start_keepalive(self, interval_s: float = 0.5) -> None:
+        """Beat from a thread until :meth:`stop_keepalive` (nested calls are counted)."""
+        with self._lock:
+            self._depth += 1
+            if self._thread is not None:
+                return
+            self._stop = threading.Event()
+            stop = self._stop
 
         def _run() -> None:
             while not stop.wait(interval_s):
                 self.beat(force=True)
 
         thread = threading.Thread(target=_run, name="heartbeat", daemon=True)
+        with self._lock:
+            self._thread = thread
         thread.start()
+
+    def stop_keepalive(self, *, all_levels: bool = False) -> None:
+        with self._lock:
+            if self._thread is None:
+                return
+            self._depth = 0 if all_levels else self._depth - 1
+            if self._depth > 0:
+                return
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        thread.join()
+        self.beat(force=True)
+
+    @contextmanager
+    def keepalive(self, interval_s: float = 0.5) -> Iterator[None]:
+        self.start_keepalive(interval_s)
         try:
             yield
         finally:
-            stop.set()
-            thread.join()
-            self.beat(force=True)
+            self.stop_keepalive()

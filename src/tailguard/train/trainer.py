@@ -296,6 +296,8 @@ class Trainer:
                     s = self.state
                     self.state = replace(s, step=s.step + 1, consumed=s.consumed + rows,
                                          samples_seen=s.samples_seen + rows)
+                    if self.state.step == start_step + 1:
+                        self.hb.stop_keepalive(all_levels=True)  # start-up is over
                     self.hb.beat()
                     step = self.state.step
                     if step % job.log_every_steps == 0 or step == self.total_steps:
@@ -319,6 +321,7 @@ class Trainer:
         return self._finish(eval_metrics, last_loss)
 
     def _finish(self, eval_metrics: dict[str, float], last_loss: float) -> dict[str, float]:
+        self.hb.stop_keepalive(all_levels=True)
         step = self.state.step
         if self.eval_ds is not None and self._last_eval_step != step:
             eval_metrics, _ = self._eval_and_target()

@@ -33,22 +33,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def run_worker(args: argparse.Namespace) -> None:
     paths = RunPaths(args.run_dir)
     heartbeat = Heartbeat(paths.heartbeat(args.attempt, args.rank))
-    with heartbeat.keepalive():  # importing torch and joining the group take seconds
-        import torch
-        import torch.distributed as dist
+    # start-up beats from a thread until the first step is done (the trainer ends it)
+    heartbeat.start_keepalive()
+    import torch
+    import torch.distributed as dist
 
-        from tailguard.train.trainer import Trainer, WorkerContext
+    from tailguard.train.trainer import Trainer, WorkerContext
 
-        job = TrainJob.model_validate_json(paths.job.read_text())
-        cuda = job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available())
-        store = dist.TCPStore(  # type: ignore[attr-defined]
-            args.store_host, args.store_port, args.world_size, is_master=False,
-                              timeout=timedelta(seconds=job.startup_timeout_s))
-        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=args.rank,
-                                world_size=args.world_size)
-        ctx = WorkerContext(paths, args.attempt, args.rank, args.world_size, args.progress)
-        trainer = Trainer(job, ctx, heartbeat)
-        trainer.setup()
+    job = TrainJob.model_validate_json(paths.job.read_text())
+    cuda = job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available())
+    store = dist.TCPStore(  # type: ignore[attr-defined]
+        args.store_host, args.store_port, args.world_size, is_master=False,
+        timeout=timedelta(seconds=job.startup_timeout_s))
+    dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=args.rank,
+                            world_size=args.world_size)
+    ctx = WorkerContext(paths, args.attempt, args.rank, args.world_size, args.progress)
+    trainer = Trainer(job, ctx, heartbeat)
+    trainer.setup()
     try:
         trainer.run()
     finally:
