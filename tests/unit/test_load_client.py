@@ -176,3 +176,20 @@ def test_make_wakeup_prefers_timerfd_on_linux() -> None:
 
     name = asyncio.run(main())
     assert name == ("TimerFdWakeup" if sys.platform.startswith("linux") else "LoopWakeup")
+
+
+def test_an_answer_to_no_request_is_a_protocol_error() -> None:
+    owner = _Owner()
+    conn, transport = _connected(owner)
+    conn.data_received(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    assert owner.responses == []
+    assert owner.lost == ["protocol"]
+    assert transport.aborted
+
+
+def test_polite_close_is_reported_once() -> None:
+    owner = _Owner()
+    conn = Connection(owner)
+    conn.close()
+    conn.connection_lost(None)
+    assert owner.lost == ["closed"]

@@ -68,6 +68,7 @@ def test_schedules_are_sorted_and_inside_the_run(
         ({"rate_rps": 10.0, "duration_s": 0.0}, "duration_s"),
         ({"rate_rps": 10.0, "timeout_s": 0.0}, "timeout_s"),
         ({"rate_rps": 10.0, "max_connections": 0}, "max_connections"),
+        ({"rate_rps": 100_000.0, "duration_s": 3600.0}, "split the run"),
     ],
 )
 def test_invalid_specs_say_what_is_wrong(kwargs: dict[str, object], message: str) -> None:

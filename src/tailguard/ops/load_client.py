@@ -116,12 +116,13 @@ class Connection(asyncio.Protocol):
             self.abort("protocol")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost:
-            self.lost = True
-            self._owner.on_lost(self, "closed")
+        self._lose("closed")
 
     # httptools callback -------------------------------------------------------------------
     def on_message_complete(self) -> None:
+        if self.token < 0:  # an answer to no request: the stream cannot be trusted
+            self.abort("protocol")
+            return
         self._owner.on_response(
             self, self._parser.get_status_code(), self._parser.should_keep_alive()
         )
@@ -133,9 +134,18 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
 
     def abort(self, error: str) -> None:
-        """Drop the connection now; the owner hears of it once, with ``error``."""
+        """Drop the connection now (reset); the owner hears of it once, with ``error``."""
         if self.transport is not None:
             self.transport.abort()
+        self._lose(error)
+
+    def close(self) -> None:
+        """Close an idle connection politely (FIN, not reset); the owner hears of it once."""
+        if self.transport is not None:
+            self.transport.close()
+        self._lose("closed")
+
+    def _lose(self, error: str) -> None:
         if not self.lost:
             self.lost = True
             self._owner.on_lost(self, error)

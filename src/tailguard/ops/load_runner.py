@@ -187,8 +187,11 @@ class _Engine:
             for task in list(self._tasks):
                 task.cancel()
             for conn in list(self._conns):
-                conn.token = -1
-                conn.abort("closed")
+                if conn.token >= 0:
+                    conn.token = -1
+                    conn.abort("closed")
+                else:
+                    conn.close()
             if self._progress is not None:
                 self._progress(self._snapshot(time.perf_counter()))
 
@@ -250,7 +253,7 @@ class _ClosedLoop(_Engine):
 
     def _on_connected(self, conn: Connection) -> None:
         if self._stopping:
-            conn.abort("closed")
+            conn.close()
         else:
             self._send(conn)
 
@@ -282,7 +285,7 @@ class _ClosedLoop(_Engine):
         elif keep_alive:
             self._send(conn)
         else:
-            conn.abort("closed")  # -> on_lost, which opens the next connection
+            conn.close()  # -> on_lost, which opens the next connection
 
     def on_lost(self, conn: Connection, error: str) -> None:
         self._on_error(conn, error)
@@ -310,6 +313,12 @@ class _OpenLoop(_Engine):
         self._wakeup: Wakeup = make_wakeup(self._loop, self._tick)
 
     async def run(self) -> Recording:
+        try:
+            return await self._run()
+        finally:
+            self._wakeup.close()
+
+    async def _run(self) -> Recording:
         spec = self._spec
         assert spec.rate_rps is not None
         offsets = arrival_offsets(spec.rate_rps, spec.warmup_s + spec.duration_s, spec.arrival,
@@ -333,10 +342,7 @@ class _OpenLoop(_Engine):
         self._running = True
         self._wakeup.at(self._schedule[0] if self._schedule else self._started)
         self._sweep()
-        try:
-            await self._wait_and_close()
-        finally:
-            self._wakeup.close()
+        await self._wait_and_close()
         return Recording(
             intended_s=self._intended, sent_s=self._sent, done_s=self._done, code=self._code,
             window_start_s=window_start, window_end_s=self._window_end, mode="open",
@@ -399,7 +405,7 @@ class _OpenLoop(_Engine):
 
     def _on_connected(self, conn: Connection) -> None:
         if self._finished.done():
-            conn.abort("closed")
+            conn.close()
         else:
             self._release(conn)
 
@@ -427,7 +433,7 @@ class _OpenLoop(_Engine):
         if keep_alive:
             self._release(conn)
         else:
-            conn.abort("closed")
+            conn.close()  # -> on_lost, which opens another if requests are queued
         if self._i >= len(self._schedule):
             self._check_drained()
 
@@ -493,10 +499,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_load(spec: LoadSpec, progress: ProgressCallback | None = None) -> LoadResult:
-    """Run ``spec`` on a fresh uvloop event loop, block until it ends, return its summary.
+    """Run ``spec`` on a fresh uvloop event loop, block until it ends, return its summary::
 
-    >>> result = run_load(LoadSpec("http://127.0.0.1:8000", concurrency=64, duration_s=5))
-    >>> result.p99_ms, result.rps
+        result = run_load(LoadSpec("http://127.0.0.1:8000", model="echo", concurrency=64,
+                                   duration_s=5))
+        print(result.p99_ms, result.rps)
     """
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(run_load_async(spec, progress))

@@ -10,6 +10,8 @@ import numpy as np
 
 PROTOCOLS = ("v2", "openai")
 ARRIVALS = ("poisson", "constant")
+# Open-loop schedules live in memory (about 40 bytes a request): cap them.
+MAX_SCHEDULED = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class LoadSpec:
             raise ValueError(f"duration_s must be > 0, got {self.duration_s}")
         if self.warmup_s < 0 or not self.timeout_s > 0:
             raise ValueError("warmup_s must be >= 0 and timeout_s > 0")
+        if self.rate_rps is not None and self.rate_rps * (self.warmup_s + self.duration_s) > (
+            MAX_SCHEDULED
+        ):
+            raise ValueError(
+                f"rate_rps x (warmup_s + duration_s) schedules more than {MAX_SCHEDULED:,} "
+                "requests; split the run into shorter ones"
+            )
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
 
