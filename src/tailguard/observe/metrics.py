@@ -11,7 +11,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # Latency buckets from 0.5 ms to 60 s: fine where P99 objectives live (10 ms - 1 s).
@@ -43,6 +43,30 @@ class _GaugeCallback(Collector):
         yield ready
 
 
+class _Filtered:
+    """A read-only view of a registry that drops other tenants' series."""
+
+    def __init__(self, registry: CollectorRegistry, tenant: str | None,
+                 deployments: set[str] | None) -> None:
+        self._registry = registry
+        self._tenant = tenant
+        self._deployments = deployments
+
+    def _visible(self, labels: dict[str, str]) -> bool:
+        if "tenant" in labels and labels["tenant"] != self._tenant:
+            return False
+        return not (self._deployments is not None and "deployment" in labels
+                    and labels["deployment"] not in self._deployments)
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            samples = [s for s in metric.samples if self._visible(s.labels)]
+            if samples:
+                copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                copy.samples = samples
+                yield copy
+
+
 class ServeMetrics:
     """All serving metrics, in a registry of their own (one per server)."""
 
@@ -71,8 +95,12 @@ class ServeMetrics:
         """Register the scrape-time gauges: ``read()`` yields (deployment, queued rows, ready)."""
         self.registry.register(_GaugeCallback(read))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, tenant: str | None = None, deployments: set[str] | None = None) -> bytes:
+        """Prometheus text; with ``tenant``/``deployments``, only series they may see: a
+        ``tenant`` label must match, a ``deployment`` label must be one of theirs."""
+        if tenant is None and deployments is None:
+            return generate_latest(self.registry)
+        return generate_latest(_Filtered(self.registry, tenant, deployments))
 
 
 class DeploymentMetrics:

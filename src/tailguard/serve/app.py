@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 
 import orjson
@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from tailguard import __version__
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
+from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.errors import BadRequest, NotFound, ServeError
@@ -32,6 +33,8 @@ from tailguard.serve.loader import instantiate, signature
 from tailguard.serve.protocols import openai, v2
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
+from tailguard.serve.tenancy import Principal, TenantGate
+from tailguard.tensors import Tensors
 
 log = logging.getLogger("tailguard.serve")
 
@@ -46,13 +49,15 @@ class Gateway:
     def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None) -> None:
         self.config = config
         self.metrics = ServeMetrics()
+        self.usage = UsageMeter(self.metrics.registry)
+        self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
         backend = backend or LocalBackend()
         self.deployments: dict[str, Deployment] = {}
         for spec in config.deployments:
             sig = signature(instantiate(spec))
             self.deployments[spec.name] = Deployment(
-                spec, sig, backend, DeploymentMetrics(self.metrics, spec.name))
+                spec, sig, backend, DeploymentMetrics(self.metrics, spec.name), self.usage)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
         self._counters: dict[tuple[str, str, int], object] = {}
@@ -68,6 +73,7 @@ class Gateway:
                 Route("/v2/models/{model}/versions/{version}/ready", self._model_ready),
                 Route("/v1/models", self._openai_models),
                 Route("/v1/deployments", self._deployments),
+                Route("/v1/usage", self._usage),
                 Route("/metrics", self._metrics),
             ],
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
@@ -113,20 +119,31 @@ class Gateway:
             hist = self._latency[lkey] = self.metrics.latency.labels(deployment, protocol)
         hist.observe(time.perf_counter() - started)  # type: ignore[attr-defined]
 
-    def _deployment(self, name: str, version: str | None) -> Deployment:
+    def _deployment(self, name: str, version: str | None, principal: Principal,
+                    infer: bool = False) -> Deployment:
+        """Resolve a deployment for ``principal``: 404 if unknown (or, outside infer, not
+        theirs: invisible), 403 if it exists but the tenant may not call it."""
         deployment = self.deployments.get(name)
-        if deployment is None:
-            raise NotFound(f"unknown model {name!r}; served models: {sorted(self.deployments)}")
+        visible = self._visible(principal)
+        if deployment is None or (not infer and name not in visible):
+            raise NotFound(f"unknown model {name!r}; served models: {visible}")
+        self.gate.authorise(principal, name)
         if version is not None and version != deployment.spec.version:
             raise NotFound(f"model {name!r} has no version {version!r}; "
                            f"served version: {deployment.spec.version!r}")
         return deployment
 
+    def _visible(self, principal: Principal) -> list[str]:
+        return sorted(n for n in self.deployments if self.gate.may_use(principal, n))
+
     @staticmethod
     def _error_headers(exc: ServeError) -> list[tuple[bytes, bytes]]:
         if exc.retry_after_s is None:
             return []
-        return [(b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode())]
+        headers = [(b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode())]
+        if exc.reason is not None:
+            headers.append((b"x-tailguard-reject-reason", exc.reason.encode()))
+        return headers
 
     # ------------------------------------------------------------------ hot routes
     async def _v2_infer(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -141,10 +158,12 @@ class Gateway:
                 version = parts[5]
             else:
                 raise NotFound(f"no route {path}")
-            deployment = self._deployment(name, version)
+            principal = self.gate.authenticate(scope["headers"])
+            deployment = self._deployment(name, version, principal, infer=True)
             body = await read_body(scope, receive, self.config.max_request_bytes)
             request = v2.decode_infer(body, deployment.signature)
-            outputs = await deployment.infer(request.tensors, request.rows, request.key)
+            outputs = await self._run(principal, deployment, request.tensors, request.rows,
+                                      request.key)
             payload = v2.encode_infer(name, deployment.spec.version, request, outputs,
                                       deployment.signature)
         except ServeError as exc:
@@ -155,19 +174,37 @@ class Gateway:
         self._count(label, "v2", 200, started)
         await respond(send, 200, payload)
 
+    async def _run(self, principal: Principal, deployment: Deployment, tensors: Tensors,
+                   rows: int, key: Hashable) -> Tensors:
+        """Admit, queue and await one request, metering its outcome for its tenant."""
+        loop = asyncio.get_running_loop()
+        caller = self.gate.admit(principal, deployment, rows, loop.time())
+        status = 500
+        try:
+            outputs = await deployment.infer(tensors, rows, key, caller=caller)
+            status = 200
+            return outputs
+        except ServeError as exc:
+            status = exc.status
+            raise
+        finally:
+            self.gate.release(caller)
+            self.usage.request(caller.tenant, deployment.name, status, rows)
+
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         label = "_unknown"
         try:
+            principal = self.gate.authenticate(scope["headers"])
             body = await read_body(scope, receive, self.config.max_request_bytes)
             request = openai.decode_embeddings(body)
-            deployment = self._deployment(request.model, None)
+            deployment = self._deployment(request.model, None, principal, infer=True)
             label = deployment.name
             if not openai.embeddings_capable(deployment.signature):
                 raise BadRequest(f"model {request.model!r} does not produce embeddings "
                                  "(needs one BYTES input and an FP32 'embedding' output)")
             tensors = openai.to_tensors(request, deployment.signature)
-            outputs = await deployment.infer(tensors, len(request.texts), ())
+            outputs = await self._run(principal, deployment, tensors, len(request.texts), ())
             payload = openai.encode_embeddings(request, outputs)
         except ServeError as exc:
             self._count(label, "openai", exc.status, started)
@@ -181,7 +218,10 @@ class Gateway:
     async def _http_error(self, _request: Request, exc: HTTPException) -> Response:
         return _json({"error": exc.detail}, exc.status_code)
 
-    async def _server_metadata(self, _request: Request) -> Response:
+    async def _server_metadata(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
         return _json({"name": "tailguard", "version": __version__, "extensions": []})
 
     async def _live(self, _request: Request) -> Response:
@@ -191,12 +231,21 @@ class Gateway:
         ready = all(d.is_ready for d in self.deployments.values())
         return _json({"ready": ready}, 200 if ready else 503)
 
+    def _principal(self, request: Request) -> Principal | Response:
+        try:
+            return self.gate.authenticate(request.headers.raw)
+        except ServeError as exc:
+            return _json({"error": exc.message}, exc.status)
+
     def _lookup(self, request: Request) -> Deployment | Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
         try:
             return self._deployment(request.path_params["model"],
-                                    request.path_params.get("version"))
-        except NotFound as exc:
-            return _json({"error": exc.message}, 404)
+                                    request.path_params.get("version"), principal)
+        except ServeError as exc:
+            return _json({"error": exc.message}, exc.status)
 
     async def _model_metadata(self, request: Request) -> Response:
         found = self._lookup(request)
@@ -212,13 +261,34 @@ class Gateway:
         return _json({"name": found.name, "ready": ready, "ready_replicas": found.ready_replicas},
                      200 if ready else 503)
 
-    async def _openai_models(self, _request: Request) -> Response:
-        return Response(openai.models_list(sorted(self.deployments), self.started_at),
+    async def _openai_models(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
+        return Response(openai.models_list(self._visible(principal), self.started_at),
                         media_type="application/json")
 
-    async def _deployments(self, _request: Request) -> Response:
-        return _json({"deployments": [d.status() for d in self.deployments.values()]})
+    async def _deployments(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
+        names = self._visible(principal)
+        return _json({"deployments": [self.deployments[n].status() for n in names]})
 
-    async def _metrics(self, _request: Request) -> Response:
-        return Response(self.metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def _usage(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
+        tenant = None if principal.admin else principal.id
+        return _json({"since": self.usage.since, "usage": self.usage.report(tenant)})
+
+    async def _metrics(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
+        if principal.admin:
+            body = self.metrics.render()
+        else:  # a tenant sees only its own series and its own deployments'
+            body = self.metrics.render(tenant=principal.id,
+                                       deployments=set(self._visible(principal)))
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

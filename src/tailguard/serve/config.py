@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tailguard.serve.tenants import TenantSpec, hash_api_key
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -66,8 +68,25 @@ class DeploymentSpec(BaseModel):
         return self
 
 
+class AdmissionSettings(BaseModel):
+    """Admission control before a request is queued (see ``tailguard.serve.admission``).
+
+    A request is shed (429, reason ``shed``) when its predicted finish exceeds a fraction of
+    its SLO budget (the tenant's ``p99_ms``, else the deployment's, else its timeout):
+    ``shed_fraction_sheddable`` / ``shed_fraction_standard``; critical is never shed.
+    ``enabled: false`` turns off rate limits, concurrency caps and shedding alike.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    shed_fraction_sheddable: float = Field(0.5, gt=0)
+    shed_fraction_standard: float = Field(1.0, gt=0)
+    starvation_s: float = Field(1.0, gt=0, description="lower-class wait before promotion")
+
+
 class ServeConfig(BaseModel):
-    """The whole server: bind address, limits and the deployments."""
+    """The whole server: bind address, limits, tenants and the deployments."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,7 +94,19 @@ class ServeConfig(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     graceful_shutdown_s: float = Field(30, gt=0)
+    tenants: list[TenantSpec] = Field(default_factory=list)
+    admin_api_keys: tuple[str, ...] = Field(
+        default=(), repr=False, description="keys that see every tenant's usage and metrics")
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     deployments: list[DeploymentSpec]
+
+    @field_validator("admin_api_keys", mode="before")
+    @classmethod
+    def _hash_admin_keys(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(k if str(k).startswith("sha256:") else hash_api_key(str(k))
+                         for k in value)
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> ServeConfig:
@@ -85,6 +116,10 @@ class ServeConfig(BaseModel):
             raise ValueError(f"deployment names must be unique; repeated: {dupes}")
         if not self.deployments:
             raise ValueError("a serve config needs at least one deployment")
+        for tenant in self.tenants:
+            unknown = sorted(set(tenant.deployments) - set(names) - {"*"})
+            if unknown:
+                raise ValueError(f"tenant {tenant.id!r} names unknown deployment(s) {unknown}")
         return self
 
     def deployment(self, name: str) -> DeploymentSpec | None:

@@ -1,6 +1,8 @@
 """A running deployment: its request queue, batch formation and replica supervision.
 
-Requests wait in the deployment's queue. Each replica slot runs one loop: when its replica is
+Requests wait in the deployment's fair queue (strict between priority classes, weighted-fair
+between tenants, earliest deadline first within a tenant). Each replica slot runs one loop: when
+its replica is
 free it pulls the next batch — up to ``max_batch_size`` rows, waiting at most ``max_wait_ms``
 after the oldest request when the queue is short — sends it as one message, and splits the
 outputs back to the requests. A replica that dies mid-batch has its requests re-queued once (at
@@ -14,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,8 +23,11 @@ from enum import StrEnum
 import numpy as np
 
 from tailguard.observe.metrics import DeploymentMetrics
+from tailguard.observe.usage import UsageMeter
+from tailguard.serve.admission import AdmissionSnapshot
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.errors import BadRequest, DeadlineExceeded, ModelFailed, Unavailable
+from tailguard.serve.fairqueue import FairQueue
 from tailguard.serve.loader import ModelSignature
 from tailguard.serve.replicas.backend import (
     ReplicaBackend,
@@ -32,6 +36,7 @@ from tailguard.serve.replicas.backend import (
     ReplicaSetupFailed,
 )
 from tailguard.serve.replicas.messages import BatchError, ErrorKind
+from tailguard.serve.tenants import Priority
 from tailguard.tensors import Tensors
 
 log = logging.getLogger("tailguard.serve")
@@ -40,6 +45,19 @@ RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 30.0
 HEALTHY_RESET_S = 30.0  # a replica up this long resets its restart backoff
 MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
+_EWMA = 0.2  # weight of the newest batch in the service-time estimates
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as the scheduler sees it (the open default when no tenants)."""
+
+    tenant: str = "anonymous"
+    priority: Priority = Priority.STANDARD
+    weight: float = 1.0
+
+
+OPEN_CALLER = Caller()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -62,6 +80,7 @@ class _Pending:
     future: asyncio.Future[Tensors]
     enqueued: float
     deadline: float
+    caller: Caller
     dispatches: int = 0
     queued: bool = False
     solo: bool = False  # run alone (after its batch failed as a whole)
@@ -92,18 +111,22 @@ class Deployment:
         signature: ModelSignature,
         backend: ReplicaBackend,
         metrics: DeploymentMetrics,
+        usage: UsageMeter | None = None,
     ) -> None:
         self.spec = spec
         self.signature = signature
         self._backend = backend
         self._metrics = metrics
-        self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0
-        self._idle: deque[_Slot] = deque()
+        self._usage = usage
+        self._queue: FairQueue[_Pending] = FairQueue()
+        self._idle: list[_Slot] = []
         self._fill: asyncio.Future[None] | None = None
         self._slots = [_Slot(i) for i in range(spec.replicas)]
         self._batch_ids = itertools.count(1)
         self._inflight = 0
+        self._inflight_rows = 0
+        self._rows_per_s: float | None = None  # one busy replica's measured rate (EWMA)
+        self._batch_s: float | None = None  # measured service time of one batch (EWMA)
         self._accepting = True
         self._stopping = False
         self._setup_error: str | None = None
@@ -115,7 +138,21 @@ class Deployment:
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
+
+    def admission_snapshot(self) -> AdmissionSnapshot:
+        """What admission control needs, measured now (pure data, no locks)."""
+        return AdmissionSnapshot(
+            rows_ahead_by_class=self._queue.rows_ahead_by_class(),
+            service_rate_rows_per_s=self._rows_per_s,
+            ready_replicas=self.ready_replicas,
+            inflight_rows=self._inflight_rows,
+            batch_service_s=self._batch_s,
+        )
+
+    def rows_ahead(self, caller: Caller, rows: int) -> int:
+        return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,
+                                      weight=caller.weight)
 
     @property
     def ready_replicas(self) -> int:
@@ -131,7 +168,9 @@ class Deployment:
             "name": self.name,
             "version": self.spec.version,
             "ready": self.is_ready,
-            "queued_rows": self._queued_rows,
+            "queued_rows": self._queue.rows,
+            "service_rows_per_s": self._rows_per_s,
+            "batch_service_s": self._batch_s,
             "inflight_batches": self._inflight,
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
@@ -154,15 +193,12 @@ class Deployment:
         self._accepting = False
         loop = asyncio.get_running_loop()
         until = loop.time() + drain_timeout_s
-        while (self._queued_rows or self._inflight) and loop.time() < until:
+        while (self._queue.rows or self._inflight) and loop.time() < until:
             if self.ready_replicas == 0 and self._setup_error is not None:
                 break
             await asyncio.sleep(0.01)
         self._stopping = True
-        for p in self._queue:
-            self._fail(p, Unavailable(f"deployment {self.name} is shutting down"))
-        self._queue.clear()
-        self._queued_rows = 0
+        self._fail_queued(Unavailable(f"deployment {self.name} is shutting down"))
         for slot in self._slots:
             slot.notify()
         handles = [s.handle for s in self._slots if s.handle is not None]
@@ -176,22 +212,22 @@ class Deployment:
 
     # ------------------------------------------------------------ request path
     async def infer(self, tensors: Tensors, rows: int, key: Hashable,
-                    timeout_s: float | None = None) -> Tensors:
+                    timeout_s: float | None = None, caller: Caller = OPEN_CALLER) -> Tensors:
         """Queue ``rows`` rows and wait for their outputs (or a typed error)."""
         if not self._accepting:
             raise Unavailable(f"deployment {self.name} is shutting down", retry_after_s=1.0)
         if self._setup_error is not None and self.ready_replicas == 0:
             raise Unavailable(f"deployment {self.name} has no replica: {self._setup_error}",
                               retry_after_s=RESTART_BACKOFF_MAX_S)
-        if self._queued_rows + rows > self.spec.max_queue_rows:
+        if self._queue.rows + rows > self.spec.max_queue_rows:
             raise Unavailable(
-                f"deployment {self.name}: queue is full ({self._queued_rows} rows waiting)",
+                f"deployment {self.name}: queue is full ({self._queue.rows} rows waiting)",
                 retry_after_s=1.0,
             )
         loop = asyncio.get_running_loop()
         now = loop.time()
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
-        pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout)
+        pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
         timer = loop.call_at(pending.deadline, self._expire, pending)
         self._enqueue(pending)
         try:
@@ -200,19 +236,17 @@ class Deployment:
             timer.cancel()
 
     def _enqueue(self, p: _Pending, front: bool = False) -> None:
-        if front:
-            self._queue.appendleft(p)
-        else:
-            self._queue.append(p)
+        c = p.caller
+        self._queue.push(p, tenant=c.tenant, priority=c.priority, weight=c.weight,
+                         deadline=p.deadline, rows=p.rows, now=p.enqueued, front=front)
         p.queued = True
-        self._queued_rows += p.rows
         while self._idle:
-            slot = self._idle.popleft()
+            slot = self._idle.pop()
             if slot.wake is not None and not slot.wake.done():
                 slot.wake.set_result(None)
                 break
         fill = self._fill
-        if fill is not None and not fill.done() and self._queued_rows >= self.spec.max_batch_size:
+        if fill is not None and not fill.done() and self._queue.rows >= self.spec.max_batch_size:
             fill.set_result(None)
 
     def _expire(self, p: _Pending) -> None:
@@ -220,7 +254,7 @@ class Deployment:
             return
         if p.queued:
             p.queued = False
-            self._queued_rows -= p.rows
+            self._queue.remove(p)
         waited_ms = (p.deadline - p.enqueued) * 1000
         p.future.set_exception(DeadlineExceeded(
             f"deployment {self.name}: no result within the {waited_ms:.0f} ms deadline"
@@ -231,14 +265,16 @@ class Deployment:
         if not p.future.done():
             p.future.set_exception(error)
 
-    def _pop_live(self) -> _Pending | None:
-        while self._queue:
-            p = self._queue[0]
-            if p.future.done():
-                self._queue.popleft()
-                continue
-            return p
-        return None
+    def _peek_live(self, now: float) -> _Pending | None:
+        while (p := self._queue.peek(now)) is not None and p.future.done():
+            self._queue.pop(now)
+            p.queued = False
+        return p
+
+    def _fail_queued(self, error: Exception) -> None:
+        while (p := self._queue.pop(0.0)) is not None:
+            p.queued = False
+            self._fail(p, error)
 
     async def _next_batch(self, slot: _Slot) -> list[_Pending] | None:
         """Wait for work, then form a batch. ``None`` when the slot must stop serving."""
@@ -247,7 +283,7 @@ class Deployment:
         while True:
             if self._stopping or handle is None or not handle.alive():
                 return None
-            head = self._pop_live()
+            head = self._peek_live(loop.time())
             if head is not None:
                 break
             slot.wake = loop.create_future()
@@ -256,7 +292,7 @@ class Deployment:
             slot.wake = None
         max_rows = self.spec.max_batch_size
         close_at = head.enqueued + self.spec.max_wait_ms / 1000.0
-        if self._queued_rows < max_rows and not head.solo and loop.time() < close_at:
+        if self._queue.rows < max_rows and not head.solo and loop.time() < close_at:
             if self._fill is None or self._fill.done():
                 self._fill = loop.create_future()
             fill = self._fill
@@ -267,17 +303,13 @@ class Deployment:
                 return None
         batch: list[_Pending] = []
         rows = 0
-        while self._queue:
-            p = self._queue[0]
-            if p.future.done():
-                self._queue.popleft()
-                continue
+        now = loop.time()
+        while (p := self._peek_live(now)) is not None:
             if batch and (p.solo or batch[0].solo or p.key != batch[0].key
                           or rows + p.rows > max_rows):
                 break
-            self._queue.popleft()
+            self._queue.pop(now)
             p.queued = False
-            self._queued_rows -= p.rows
             batch.append(p)
             rows += p.rows
         return batch or None
@@ -303,6 +335,7 @@ class Deployment:
                            for name in batch[0].tensors}
             self._metrics.batch_size.observe(rows)
             self._inflight += 1
+            self._inflight_rows += rows
             slot.busy = True
             try:
                 reply = await handle.infer(next(self._batch_ids), tensors)
@@ -311,17 +344,30 @@ class Deployment:
                 return
             finally:
                 self._inflight -= 1
+                self._inflight_rows -= rows
                 slot.busy = False
             if isinstance(reply, BatchError):
                 self._batch_failed(batch, reply)
                 continue
-            self._metrics.service.observe(reply.service_s)
+            self._observe_service(batch, rows, reply.service_s)
             offset = 0
             for p in batch:
                 end = offset + p.rows
                 if not p.future.done():
                     p.future.set_result({k: v[offset:end] for k, v in reply.tensors.items()})
                 offset = end
+
+    def _observe_service(self, batch: list[_Pending], rows: int, service_s: float) -> None:
+        self._metrics.service.observe(service_s)
+        if service_s > 0:
+            rate = rows / service_s
+            self._rows_per_s = rate if self._rows_per_s is None else (
+                (1 - _EWMA) * self._rows_per_s + _EWMA * rate)
+            self._batch_s = service_s if self._batch_s is None else (
+                (1 - _EWMA) * self._batch_s + _EWMA * service_s)
+        if self._usage is not None:
+            for p in batch:
+                self._usage.charge(p.caller.tenant, self.name, service_s * p.rows / rows)
 
     def _retry_or_fail(self, batch: list[_Pending]) -> None:
         self._metrics.retries.inc()
@@ -402,8 +448,5 @@ class Deployment:
             return
         self._setup_error = error
         # Nothing can serve the queue now: answer it rather than let it wait for the deadline.
-        for p in self._queue:
-            self._fail(p, Unavailable(f"deployment {self.name} has no replica: {error}",
+        self._fail_queued(Unavailable(f"deployment {self.name} has no replica: {error}",
                                       retry_after_s=RESTART_BACKOFF_MAX_S))
-        self._queue.clear()
-        self._queued_rows = 0

@@ -8,10 +8,12 @@ class ServeError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.reason = reason  # a machine-readable cause, e.g. "shed" or "rate_limited"
 
 
 class BadRequest(ServeError):

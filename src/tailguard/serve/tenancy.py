@@ -1,0 +1,144 @@
+"""The gateway's door: who is calling (API key), may they use this deployment, admit or refuse.
+
+With no tenants in the config the gateway is open (every caller is the ``anonymous`` tenant,
+with no quota). With tenants, every route but health needs ``Authorization: Bearer KEY`` (or an
+``api-key`` / ``x-api-key`` header, as OpenAI clients send): a missing or unknown key is 401,
+a deployment the tenant may not use is 403 on infer and absent from its listings. Admission
+(token bucket, concurrency cap, deadline feasibility) runs here, before a request is queued,
+through the pure functions of :mod:`tailguard.serve.admission`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tailguard.observe.usage import UsageMeter
+from tailguard.serve.admission import (
+    AdmissionConfig,
+    RequestInfo,
+    TokenBucket,
+    admit,
+    initial_bucket,
+)
+from tailguard.serve.config import ServeConfig
+from tailguard.serve.deployment import OPEN_CALLER, Caller, Deployment
+from tailguard.serve.errors import Forbidden, TooManyRequests, Unauthorized
+from tailguard.serve.tenants import TenantDirectory, TenantSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a tenant, an admin, or anyone (open mode)."""
+
+    tenant: TenantSpec | None
+    admin: bool
+
+    @property
+    def id(self) -> str:
+        if self.tenant is not None:
+            return self.tenant.id
+        return "admin" if self.admin else OPEN_CALLER.tenant
+
+
+_OPEN = Principal(None, admin=True)
+_KEY_HEADERS = (b"api-key", b"x-api-key")
+
+
+def api_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The presented key: ``Authorization: Bearer KEY``, else ``api-key``/``x-api-key``."""
+    fallback: str | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name in _KEY_HEADERS and value:
+            fallback = value.decode("latin-1").strip()
+    return fallback
+
+
+class TenantGate:
+    """Authentication, authorisation, admission and metering for every request."""
+
+    def __init__(self, config: ServeConfig, usage: UsageMeter) -> None:
+        self.directory = TenantDirectory(config.tenants)
+        self.open = len(self.directory) == 0
+        self.usage = usage
+        self._admin = [bytes.fromhex(k.split(":", 1)[1]) for k in config.admin_api_keys]
+        settings = config.admission
+        self._enabled = settings.enabled
+        self._config = AdmissionConfig(
+            shed_fraction_sheddable=settings.shed_fraction_sheddable,
+            shed_fraction_standard=settings.shed_fraction_standard,
+        )
+        self._buckets: dict[str, TokenBucket | None] = {}
+        self._inflight: dict[str, int] = defaultdict(int)
+
+    # ---------------------------------------------------------------- who and what
+    def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
+        if self.open:
+            return _OPEN
+        key = api_key_from_headers(headers)
+        if key is None:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'")
+        digest = hashlib.sha256(key.encode()).digest()
+        admin = False
+        for candidate in self._admin:  # no early exit, like the tenant directory
+            admin |= hmac.compare_digest(digest, candidate)
+        tenant = self.directory.authenticate(key)
+        if tenant is None and not admin:
+            raise Unauthorized("invalid API key")
+        return Principal(tenant, admin=admin and tenant is None)
+
+    @staticmethod
+    def may_use(principal: Principal, deployment: str) -> bool:
+        return principal.tenant is None or principal.tenant.allows(deployment)
+
+    def authorise(self, principal: Principal, deployment: str) -> None:
+        if not self.may_use(principal, deployment):
+            raise Forbidden(f"tenant {principal.id!r} may not use deployment {deployment!r}")
+
+    # ---------------------------------------------------------------- admission
+    def admit(self, principal: Principal, deployment: Deployment, rows: int,
+              now: float) -> Caller:
+        """Admit one request (the caller must :meth:`release` it) or raise 429."""
+        tenant = principal.tenant
+        if tenant is None:
+            return OPEN_CALLER
+        caller = Caller(tenant.id, tenant.priority, tenant.weight)
+        if self._enabled:
+            if tenant.id not in self._buckets:
+                self._buckets[tenant.id] = initial_bucket(tenant, now)
+            slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
+            request = RequestInfo.for_tenant(
+                tenant, deadline_s=now + slo_ms / 1000.0,
+                tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
+                rows_ahead=deployment.rows_ahead(caller, rows),
+            )
+            decision = admit(request, deployment.admission_snapshot(), self._config, now)
+            self._buckets[tenant.id] = decision.bucket
+            if not decision.admitted:
+                assert decision.reason is not None
+                self.usage.rejected(tenant.id, deployment.name, decision.reason.value)
+                raise TooManyRequests(
+                    f"tenant {tenant.id!r}: {_REASONS[decision.reason.value]}",
+                    retry_after_s=decision.retry_after_s, reason=decision.reason.value,
+                )
+        self._inflight[tenant.id] += 1
+        return caller
+
+    def release(self, caller: Caller) -> None:
+        if caller is not OPEN_CALLER:
+            self._inflight[caller.tenant] -= 1
+
+
+_REASONS = {
+    "rate_limited": "over the rate limit",
+    "concurrency": "too many requests in flight (max_concurrency)",
+    "shed": "shed: at the current load it would miss its latency objective",
+    "deadline": "the request's deadline has already passed",
+}
