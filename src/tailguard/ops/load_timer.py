@@ -92,6 +92,7 @@ class TimerFdWakeup(Wakeup):
         self._fd = fd
         self._spec = _Itimerspec()
         self._spec_ref = ctypes.byref(self._spec)
+        self._armed = False
         self._loop = loop
         self._callback = callback
         loop.add_reader(fd, self._fired)
@@ -101,16 +102,23 @@ class TimerFdWakeup(Wakeup):
         self._spec.it_value.tv_sec = seconds
         # A zero it_value would disarm the timer; 1 ns stands for "now".
         self._spec.it_value.tv_nsec = max(1, int((when - seconds) * 1e9))
-        if self._settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_ref, None) != 0:
+        self._set(_TFD_TIMER_ABSTIME)
+        self._armed = True
+
+    def _set(self, flags: int) -> None:
+        if self._settime(self._fd, flags, self._spec_ref, None) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
 
     def _fired(self) -> None:
-        try:
-            os.read(self._fd, 8)
-        except BlockingIOError:  # already consumed, or re-armed before we read
-            return
+        # No read(): re-arming resets the expiry count, which saves a system call per wake-up;
+        # when the callback does not re-arm, disarm, or the fd would stay readable.
+        self._armed = False
         self._callback()
+        if not self._armed and self._fd >= 0:
+            self._spec.it_value.tv_sec = 0
+            self._spec.it_value.tv_nsec = 0
+            self._set(0)
 
     def close(self) -> None:
         if self._fd >= 0:
