@@ -148,3 +148,41 @@ def test_stop_drains_queue_then_refuses() -> None:
         with pytest.raises(Unavailable, match="shutting down"):
             await dep.infer(_rows([1]), 1, ((1,),))
     asyncio.run(main())
+
+
+def test_scale_up_and_drain_down_without_failing_a_request() -> None:
+    async def main() -> None:
+        backend = FakeBackend(delay_s=0.01)
+        dep = _deployment(backend, max_batch_size=2)
+        await dep.start()
+        await _until(lambda: dep.ready_replicas == 1)
+        dep.scale_to(3)
+        assert dep.replica_counts()["desired"] == 3
+        await _until(lambda: dep.ready_replicas == 3)
+        calls = [asyncio.ensure_future(dep.infer(_rows([i]), 1, ((1,),))) for i in range(60)]
+        await _until(lambda: sum(r.busy for r in dep._slots) >= 2)
+        dep.scale_to(1)  # drains two replicas, busy ones finish their batch first
+        assert dep.replica_counts()["draining"] == 2
+        results = await asyncio.gather(*calls)
+        assert [r["y"].item() for r in results] == list(range(60))
+        await _until(lambda: dep.replica_counts() ==
+                     {"desired": 1, "ready": 1, "starting": 0, "draining": 0})
+        await dep.stop(1.0)
+    asyncio.run(main())
+
+
+def test_scale_to_zero_cold_starts_on_first_request() -> None:
+    async def main() -> None:
+        dep = _deployment(FakeBackend())
+        await dep.start()
+        await _until(lambda: dep.ready_replicas == 1)
+        dep.scale_to(0)
+        await _until(lambda: dep.replica_counts()["draining"] == 0 and not dep._slots)
+        assert dep.is_ready  # scaled to zero on purpose is still "ready"
+        with pytest.raises(Unavailable, match="scaled to zero"):
+            await dep.infer(_rows([1]), 1, ((1,),))  # no autoscaler hook: 503 at once
+        dep.on_cold = lambda: dep.scale_to(1)
+        out = await dep.infer(_rows([5]), 1, ((1,),))
+        assert out["y"].item() == 5.0 and dep.ready_replicas == 1
+        await dep.stop(1.0)
+    asyncio.run(main())

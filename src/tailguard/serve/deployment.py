@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,6 +69,7 @@ class SlotState(StrEnum):
     STARTING = "starting"
     READY = "ready"
     RESTARTING = "restarting"
+    DRAINING = "draining"  # scaled down: takes no new work, finishes its batch, then stops
     STOPPED = "stopped"
 
 
@@ -95,6 +96,7 @@ class _Slot:
     last_error: str | None = None
     restarts: int = 0
     busy: bool = False
+    draining: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def notify(self) -> None:
@@ -121,7 +123,11 @@ class Deployment:
         self._queue: FairQueue[_Pending] = FairQueue()
         self._idle: list[_Slot] = []
         self._fill: asyncio.Future[None] | None = None
-        self._slots = [_Slot(i) for i in range(spec.replicas)]
+        self._slots: list[_Slot] = []
+        self._slot_ids = itertools.count()
+        self._initial_replicas = spec.replicas
+        self._setup_s: float | None = None  # last measured cold start
+        self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
         self._batch_ids = itertools.count(1)
         self._inflight = 0
         self._inflight_rows = 0
@@ -159,8 +165,26 @@ class Deployment:
         return sum(1 for s in self._slots if s.state is SlotState.READY)
 
     @property
+    def desired_replicas(self) -> int:
+        """Replicas wanted now: every slot that is not draining."""
+        return sum(1 for s in self._slots if not s.draining)
+
+    def replica_counts(self) -> dict[str, int]:
+        """Slots by state: ``desired``, ``ready``, ``starting`` (incl. restarting), ``draining``."""
+        counts = {"desired": self.desired_replicas, "ready": 0, "starting": 0, "draining": 0}
+        for s in self._slots:
+            if s.draining:
+                counts["draining"] += 1
+            elif s.state is SlotState.READY:
+                counts["ready"] += 1
+            elif s.state in (SlotState.STARTING, SlotState.RESTARTING):
+                counts["starting"] += 1
+        return counts
+
+    @property
     def is_ready(self) -> bool:
-        return self._accepting and self.ready_replicas > 0
+        # A deployment scaled to zero on purpose is ready: its first request cold-starts it.
+        return self._accepting and (self.ready_replicas > 0 or self.desired_replicas == 0)
 
     def status(self) -> dict[str, object]:
         """What ``GET /v1/deployments`` shows: settings, queue and every replica slot."""
@@ -174,8 +198,10 @@ class Deployment:
             "inflight_batches": self._inflight,
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
+            "replica_counts": self.replica_counts(),
             "replicas": [
-                {"index": s.index, "state": s.state.value,
+                {"index": s.index,
+                 "state": SlotState.DRAINING.value if s.draining else s.state.value,
                  "pid": s.handle.pid if s.handle is not None else None,
                  "busy": s.busy, "restarts": s.restarts, "last_error": s.last_error}
                 for s in self._slots
@@ -184,9 +210,30 @@ class Deployment:
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Start every replica slot; returns at once (readiness tells when they serve)."""
-        for slot in self._slots:
+        """Start the initial replicas; returns at once (readiness tells when they serve)."""
+        self.scale_to(self._initial_replicas)
+
+    def scale_to(self, replicas: int) -> None:
+        """Add replicas, or drain the surplus: a drained replica takes no new batch, finishes
+        the one it runs, then stops — so no request fails because of scaling. Replicas still
+        starting are drained first, then idle ones, then busy ones."""
+        if replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {replicas}")
+        if self._stopping:
+            return
+        active = [s for s in self._slots if not s.draining]
+        for _ in range(replicas - len(active)):
+            slot = _Slot(next(self._slot_ids))
+            self._slots.append(slot)
             slot.task = asyncio.create_task(self._run_slot(slot), name=f"{self.name}-{slot.index}")
+        if replicas < len(active):
+            rank = {SlotState.STARTING: 0, SlotState.RESTARTING: 0, SlotState.READY: 1}
+            victims = sorted(active, key=lambda s: (rank.get(s.state, 0), s.busy, -s.index))
+            for slot in victims[: len(active) - replicas]:
+                slot.draining = True
+                slot.notify()
+                if slot.state is not SlotState.READY and slot.task is not None:
+                    slot.task.cancel()  # nothing to finish: stop the cold start now
 
     async def stop(self, drain_timeout_s: float) -> None:
         """Refuse new requests, finish queued and in-flight ones, then stop the replicas."""
@@ -209,6 +256,7 @@ class Deployment:
         await asyncio.gather(*tasks, return_exceptions=True)
         for slot in self._slots:
             slot.state = SlotState.STOPPED
+        self._slots.clear()
 
     # ------------------------------------------------------------ request path
     async def infer(self, tensors: Tensors, rows: int, key: Hashable,
@@ -227,6 +275,8 @@ class Deployment:
         loop = asyncio.get_running_loop()
         now = loop.time()
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
+        if self.ready_replicas == 0 and self.desired_replicas == 0:
+            self._cold_start(timeout)
         pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
         timer = loop.call_at(pending.deadline, self._expire, pending)
         self._enqueue(pending)
@@ -234,6 +284,20 @@ class Deployment:
             return await pending.future
         finally:
             timer.cancel()
+
+    def _cold_start(self, timeout_s: float) -> None:
+        """First request while scaled to zero: start a replica, or refuse at once when the
+        last measured cold start cannot finish within this request's deadline."""
+        if self.on_cold is None:
+            raise Unavailable(f"deployment {self.name} has no replica (scaled to zero)",
+                              retry_after_s=self._setup_s or 1.0)
+        self.on_cold()
+        if self._setup_s is not None and self._setup_s > timeout_s:
+            raise Unavailable(
+                f"deployment {self.name} is cold: starting a replica takes about "
+                f"{self._setup_s:.1f} s, more than this request's deadline",
+                retry_after_s=self._setup_s,
+            )
 
     def _enqueue(self, p: _Pending, front: bool = False) -> None:
         c = p.caller
@@ -281,7 +345,7 @@ class Deployment:
         loop = asyncio.get_running_loop()
         handle = slot.handle
         while True:
-            if self._stopping or handle is None or not handle.alive():
+            if self._stopping or slot.draining or handle is None or not handle.alive():
                 return None
             head = self._peek_live(loop.time())
             if head is not None:
@@ -299,7 +363,7 @@ class Deployment:
             timer = loop.call_at(close_at, _resolve, fill)
             await fill
             timer.cancel()
-            if self._stopping or not handle.alive():
+            if self._stopping or slot.draining or not handle.alive():
                 return None
         batch: list[_Pending] = []
         rows = 0
@@ -319,7 +383,7 @@ class Deployment:
         while True:
             batch = await self._next_batch(slot)
             if batch is None:
-                if self._stopping or not handle.alive():
+                if self._stopping or slot.draining or not handle.alive():
                     return
                 continue
             now = loop.time()
@@ -395,9 +459,22 @@ class Deployment:
 
     # --------------------------------------------------------------- supervision
     async def _run_slot(self, slot: _Slot) -> None:
+        try:
+            await self._supervise(slot)
+        finally:
+            if slot.draining:
+                if slot.handle is not None:
+                    with contextlib.suppress(Exception):
+                        await slot.handle.stop(timeout_s=5.0)
+                slot.state = SlotState.STOPPED
+                if slot in self._slots:
+                    self._slots.remove(slot)
+                log.info("replica %s-%d drained and stopped", self.name, slot.index)
+
+    async def _supervise(self, slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
         backoff = RESTART_BACKOFF_S
-        while not self._stopping:
+        while not self._stopping and not slot.draining:
             handle = self._backend.create(self.spec, slot.index)
             slot.handle = handle
             slot.state = SlotState.STARTING if slot.restarts == 0 else SlotState.RESTARTING
@@ -412,6 +489,7 @@ class Deployment:
                 log.info("replica %s ready (pid %s, setup %.2f s)",
                          handle.name, handle.pid, setup_s)
                 self._setup_error = None
+                self._setup_s = setup_s
                 slot.state = SlotState.READY
                 started = loop.time()
                 watcher = asyncio.create_task(self._watch(slot, handle))
@@ -419,7 +497,7 @@ class Deployment:
                     await self._serve(slot, handle)
                 finally:
                     watcher.cancel()
-                if self._stopping:
+                if self._stopping or slot.draining:
                     break
                 if loop.time() - started > HEALTHY_RESET_S:
                     backoff = RESTART_BACKOFF_S
@@ -437,7 +515,7 @@ class Deployment:
     async def _watch(self, slot: _Slot, handle: ReplicaHandle) -> None:
         """Mark the slot not ready the moment its replica's connection drops."""
         await handle.wait_closed()
-        if slot.state is SlotState.READY and not self._stopping:
+        if slot.state is SlotState.READY and not self._stopping and not slot.draining:
             slot.state = SlotState.RESTARTING
         slot.notify()
         if self._fill is not None and not self._fill.done():
