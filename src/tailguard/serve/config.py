@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tailguard.autoscale.spec import AutoscalingSpec
 from tailguard.serve.tenants import TenantSpec, hash_api_key
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -42,7 +43,7 @@ class DeploymentSpec(BaseModel):
     artifact: str | None = Field(None, description="registered artifact NAME[:VERSION]")
     options: dict[str, Any] = Field(default_factory=dict, description="passed to the Model")
     version: str = Field("1", description="version reported by the V2 protocol")
-    replicas: int = Field(1, ge=1, le=256, description="replica processes")
+    replicas: int = Field(1, ge=0, le=1000, description="replica processes (initial count)")
     max_batch_size: int = Field(32, ge=1, le=65536, description="rows per batch, at most")
     max_wait_ms: float = Field(2.0, ge=0, le=10_000, description="wait for more rows, at most")
     timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
@@ -50,6 +51,7 @@ class DeploymentSpec(BaseModel):
     max_queue_rows: int = Field(100_000, ge=1, description="queued rows before 503")
     startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
     env: dict[str, str] = Field(default_factory=dict, description="replica environment")
+    autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
 
     @field_validator("name")
     @classmethod
@@ -65,6 +67,9 @@ class DeploymentSpec(BaseModel):
                 f"deployment {self.name!r}: set exactly one of `model: module:Class` "
                 "or `artifact: NAME[:VERSION]`"
             )
+        if self.replicas == 0 and self.autoscaling is None:
+            raise ValueError(f"deployment {self.name!r}: replicas: 0 needs `autoscaling` "
+                             "(with min_replicas: 0) to ever start a replica")
         return self
 
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from tailguard.autoscale.live import LiveRecorder
 from tailguard.observe.metrics import DeploymentMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import AdmissionSnapshot
@@ -128,6 +129,7 @@ class Deployment:
         self._initial_replicas = spec.replicas
         self._setup_s: float | None = None  # last measured cold start
         self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
+        self.recorder = LiveRecorder()  # what the autoscaling controller reads
         self._batch_ids = itertools.count(1)
         self._inflight = 0
         self._inflight_rows = 0
@@ -280,10 +282,16 @@ class Deployment:
         pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
         timer = loop.call_at(pending.deadline, self._expire, pending)
         self._enqueue(pending)
+        self.recorder.arrival(now, rows)
+        ok = False
         try:
-            return await pending.future
+            result = await pending.future
+            ok = True
+            return result
         finally:
             timer.cancel()
+            done = loop.time()
+            self.recorder.completed(done, done - now, ok)
 
     def _cold_start(self, timeout_s: float) -> None:
         """First request while scaled to zero: start a replica, or refuse at once when the
@@ -423,6 +431,7 @@ class Deployment:
 
     def _observe_service(self, batch: list[_Pending], rows: int, service_s: float) -> None:
         self._metrics.service.observe(service_s)
+        self.recorder.batch(asyncio.get_running_loop().time(), rows, service_s)
         if service_s > 0:
             rate = rows / service_s
             self._rows_per_s = rate if self._rows_per_s is None else (
