@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailguard.ops.load_report import (
     CODE_CONNECT,
@@ -165,3 +168,29 @@ def test_text_summary_shows_warnings_first_and_errors() -> None:
 def test_empty_window_is_rejected() -> None:
     with pytest.raises(ValueError, match="positive length"):
         summarize(_open_recording(window_end_s=10.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    latencies=st.lists(st.floats(min_value=0.0, max_value=10.0), min_size=1, max_size=300),
+    codes=st.lists(st.sampled_from([200, 201, 404, 429, 503, CODE_TIMEOUT, CODE_CONNECT]),
+                   min_size=1, max_size=300),
+)
+def test_summary_invariants(latencies: list[float], codes: list[int]) -> None:
+    n = min(len(latencies), len(codes))
+    intended = np.linspace(0.0, 0.99, n)
+    rec = Recording(
+        intended_s=intended, sent_s=intended.copy(), done_s=intended + np.array(latencies[:n]),
+        code=np.array(codes[:n], dtype=np.int32), window_start_s=0.0, window_end_s=1.0,
+        mode="open", offered_rps=float(n),
+    )
+    result = summarize(rec)
+    assert result.ok + sum(result.errors.values()) == result.requests == n
+    assert result.ok == sum(1 for c in codes[:n] if 200 <= c < 300)
+    if result.ok:
+        ladder = [result.p50_ms, result.p90_ms, result.p99_ms, result.p999_ms, result.max_ms]
+        assert all(a is not None and b is not None and a <= b
+                   for a, b in itertools.pairwise(ladder))
+    else:
+        assert result.p50_ms is None
+    assert 0.0 <= result.ok_rps <= result.rps <= n
