@@ -113,3 +113,21 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_rolling_restart_keeps_serving(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess = start_server(_sleep_deployment(replicas=2)).wait_ready()
+    before = set(server.replica_pids("sleep"))
+    result: dict[str, list[tuple[int, dict[str, object]]]] = {}
+
+    def traffic() -> None:
+        result["r"] = asyncio.run(_load(server.url + "/v2/models/sleep/infer", 300, 8))
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    resp = server.post("/v1/deployments/sleep/restart")
+    thread.join()
+    assert resp.status_code == 200 and resp.json()["restarted"] == 2
+    assert [s for s, _ in result["r"]] == [200] * 300
+    after = set(server.replica_pids("sleep"))
+    assert len(after) == 2 and not (after & before)

@@ -8,6 +8,7 @@ from tailguard.artifacts.manifest import (
     build_artifact,
     read_manifest,
     sha256_file,
+    update_profile,
     verify_artifact,
     write_manifest,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "read_manifest",
     "sha256_file",
     "tailguard_home",
+    "update_profile",
     "verify_artifact",
     "write_manifest",
 ]

@@ -50,6 +50,9 @@ class Manifest(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Measured serving profile (``tailguard profile``): latency per batch size, throughput,
+    # memory. Outside ``files``: profiling an artifact does not change its content hashes.
+    profile: dict[str, Any] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     files: dict[str, str] = Field(default_factory=dict)
 
@@ -79,6 +82,15 @@ def _payload_files(directory: Path) -> list[Path]:
     return sorted(
         p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
     )
+
+
+def update_profile(directory: Path, profile: dict[str, Any]) -> Manifest:
+    """Store a measured serving profile in an artifact's manifest (files stay verified)."""
+    manifest = verify_artifact(directory).model_copy(update={"profile": profile})
+    tmp = Path(directory) / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(manifest.model_dump(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(Path(directory) / MANIFEST_NAME)
+    return manifest
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:

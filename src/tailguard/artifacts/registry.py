@@ -17,7 +17,12 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from tailguard.artifacts.manifest import ArtifactError, Manifest, verify_artifact
+from tailguard.artifacts.manifest import (
+    ArtifactError,
+    Manifest,
+    update_profile,
+    verify_artifact,
+)
 
 
 def tailguard_home() -> Path:
@@ -86,6 +91,15 @@ class Registry:
                 (manifest.name, manifest.version, manifest.created_at, seq,
                  manifest.model_dump_json()),
             )
+        return manifest
+
+    def set_profile(self, ref: str, profile: dict[str, object]) -> Manifest:
+        """Record a measured serving profile for a registered artifact (store and index)."""
+        manifest, path = self.get(ref)
+        manifest = update_profile(path, dict(profile))
+        with self._connect() as db:
+            db.execute("UPDATE models SET manifest=? WHERE name=? AND version=?",
+                       (manifest.model_dump_json(), manifest.name, manifest.version))
         return manifest
 
     def list(self, name: str | None = None) -> list[Manifest]:

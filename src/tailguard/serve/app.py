@@ -74,6 +74,7 @@ class Gateway:
                 Route("/v1/models", self._openai_models),
                 Route("/v1/deployments", self._deployments),
                 Route("/v1/usage", self._usage),
+                Route("/v1/deployments/{model}/restart", self._restart, methods=["POST"]),
                 Route("/metrics", self._metrics),
             ],
             exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
@@ -274,6 +275,19 @@ class Gateway:
             return principal
         names = self._visible(principal)
         return _json({"deployments": [self.deployments[n].status() for n in names]})
+
+    async def _restart(self, request: Request) -> Response:
+        """Rolling restart of a deployment's replicas (admin; used by ``tailguard chaos``)."""
+        principal = self._principal(request)
+        if isinstance(principal, Response):
+            return principal
+        if not principal.admin:
+            return _json({"error": "restarting replicas needs an admin key"}, 403)
+        found = self._lookup(request)
+        if isinstance(found, Response):
+            return found
+        restarted = await found.restart()
+        return _json({"name": found.name, "restarted": restarted})
 
     async def _usage(self, request: Request) -> Response:
         principal = self._principal(request)

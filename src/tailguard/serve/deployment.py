@@ -293,6 +293,24 @@ class Deployment:
             done = loop.time()
             self.recorder.completed(done, done - now, ok)
 
+    async def restart(self, timeout_s: float = 300.0) -> int:
+        """Rolling restart: each ready replica in turn finishes its batch, exits and is
+        started afresh; the next one goes only once it is back. Returns replicas restarted."""
+        loop = asyncio.get_running_loop()
+        restarted = 0
+        for slot in [s for s in self._slots if not s.draining]:
+            handle = slot.handle
+            if slot.state is not SlotState.READY or handle is None:
+                continue
+            await handle.stop(timeout_s=30.0)  # the supervisor sees it gone and restarts it
+            restarted += 1
+            until = loop.time() + timeout_s
+            while not (slot.state is SlotState.READY and slot.handle is not handle):
+                if self._stopping or slot.draining or loop.time() > until:
+                    return restarted
+                await asyncio.sleep(0.05)
+        return restarted
+
     def _cold_start(self, timeout_s: float) -> None:
         """First request while scaled to zero: start a replica, or refuse at once when the
         last measured cold start cannot finish within this request's deadline."""
