@@ -111,14 +111,31 @@ def test_late_sends_are_flagged() -> None:
     late = rec.intended_s + 0.002  # 2 ms late
     result = summarize(_open_recording(sent_s=late))
     assert result.send_error_p99_ms == pytest.approx(2.0)
+    assert result.schedule_lag_p99_ms == pytest.approx(2.0)
     assert result.fell_behind
-    assert any("send-time error" in w for w in result.warnings)
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("generator fell behind its schedule")
+
+
+def test_waiting_for_connections_is_told_apart_from_schedule_lag() -> None:
+    # A tenth of the requests waited 50 ms for a connection; the others left on time.
+    rec = _open_recording()
+    queued = np.zeros(rec.intended_s.size, dtype=bool)
+    queued[::10] = True
+    sent = rec.intended_s + np.where(queued, 0.05, 0.0001)
+    result = summarize(_open_recording(sent_s=sent, queued=queued))
+    assert result.send_error_p99_ms == pytest.approx(50.0)
+    assert result.schedule_lag_p99_ms == pytest.approx(0.1, abs=1e-6)
+    assert result.fell_behind
+    assert len(result.warnings) == 1
+    assert "waited for a connection" in result.warnings[0]
 
 
 def test_running_out_of_connections_is_flagged() -> None:
-    result = summarize(_open_recording(waited_for_connection=7))
+    result = summarize(_open_recording(waited_for_connection=7, max_connections=16))
     assert result.fell_behind
-    assert any("7 requests waited" in w for w in result.warnings)
+    assert result.max_connections == 16
+    assert any("7 requests found all 16 connections busy" in w for w in result.warnings)
 
 
 def test_unsent_requests_are_flagged_and_excluded_from_send_error() -> None:
@@ -149,7 +166,8 @@ def test_json_has_the_documented_keys() -> None:
     result = summarize(_open_recording(sent_s=rec.intended_s + 0.01))
     data = json.loads(result.to_json())
     for key in ("requests", "ok", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
-                "send_error_p99_ms", "duration_s", "fell_behind", "warnings"):
+                "send_error_p99_ms", "schedule_lag_p99_ms", "duration_s", "fell_behind",
+                "warnings"):
         assert key in data
     assert data["fell_behind"] is True
     assert data["requests"] == 100

@@ -305,6 +305,7 @@ class _OpenLoop(_Engine):
         self._pending: deque[int] = deque()
         self._schedule: list[float] = []
         self._intended = np.empty(0)
+        self._queued = np.zeros(0, dtype=bool)
         self._i = 0
         self._waited = 0
         self._window_end = math.inf
@@ -324,6 +325,7 @@ class _OpenLoop(_Engine):
         offsets = arrival_offsets(spec.rate_rps, spec.warmup_s + spec.duration_s, spec.arrival,
                                   spec.seed)
         self._allocate(offsets.size)
+        self._queued = np.zeros(offsets.size, dtype=bool)
         # Open a few connections up front (about 5 ms worth of arrivals); the pool grows on
         # demand up to max_connections.
         initial = min(spec.max_connections, max(4, math.ceil(spec.rate_rps * 0.005)))
@@ -347,7 +349,8 @@ class _OpenLoop(_Engine):
             intended_s=self._intended, sent_s=self._sent, done_s=self._done, code=self._code,
             window_start_s=window_start, window_end_s=self._window_end, mode="open",
             offered_rps=spec.rate_rps, connections_opened=self._opened,
-            waited_for_connection=self._waited,
+            waited_for_connection=self._waited, max_connections=spec.max_connections,
+            queued=self._queued,
         )
 
     def _tick(self) -> None:
@@ -373,6 +376,7 @@ class _OpenLoop(_Engine):
                     # wait for a connect is a late request.
                     self._grow(count_wait=False)
             else:
+                self._queued[i] = True
                 self._pending.append(i)
                 self._grow(count_wait=True)
             i += 1
