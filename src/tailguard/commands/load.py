@@ -50,7 +50,7 @@ def load(
     payloads: Annotated[Path | None, typer.Option(
         help="JSONL file, one request body per line (sent round-robin)")] = None,
     api_key: Annotated[str | None, typer.Option(
-        envvar="TAILGUARD_API_KEY", help="Sent as 'Authorization: Bearer' and 'X-API-Key'")] = None,
+        envvar="TAILGUARD_API_KEY", help="Sent as 'Authorization: Bearer KEY'")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     connections: Annotated[int, typer.Option(help="Most keep-alive connections (open loop)")] = (
         256

@@ -15,6 +15,7 @@ Whoever drives the connections (the closed- and open-loop engines) implements
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -195,5 +196,7 @@ async def fetch(
             return parser.get_status_code(), b"".join(collector.body)
         finally:
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     return await asyncio.wait_for(_get(), timeout_s)

@@ -70,8 +70,7 @@ class LoadSpec:
     def headers(self) -> tuple[tuple[str, str], ...]:
         if self.api_key is None:
             return ()
-        # Both spellings, so the key reaches a gateway that reads either.
-        return (("Authorization", f"Bearer {self.api_key}"), ("X-API-Key", self.api_key))
+        return (("Authorization", f"Bearer {self.api_key}"),)
 
 
 @dataclass(frozen=True)
