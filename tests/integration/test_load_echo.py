@@ -18,7 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from tailguard.commands import load as load_command
-from tailguard.ops import LoadResult, LoadSpec, run_load, run_load_async
+from tailguard.ops import LoadProgress, LoadResult, LoadSpec, run_load, run_load_async
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -82,8 +82,9 @@ def _timed(spec: LoadSpec) -> tuple[float, LoadResult]:
 
 def test_closed_loop_gets_only_200s_at_a_plausible_rate(echo_url: str) -> None:
     spec = LoadSpec(echo_url, model="echo", concurrency=8, duration_s=1.0, warmup_s=0.2)
+    snapshots: list[LoadProgress] = []
     start = time.monotonic()
-    result = run_load(spec)
+    result = run_load(spec, snapshots.append)
     wall = time.monotonic() - start
     assert wall < 1.2 + 2.0  # stops by itself at the duration
     assert result.errors == {}
@@ -93,6 +94,11 @@ def test_closed_loop_gets_only_200s_at_a_plausible_rate(echo_url: str) -> None:
     assert result.p50_ms is not None and result.p99_ms is not None and result.max_ms is not None
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
     assert not result.fell_behind
+    # Progress about every 0.25 s, then a last snapshot once everything is in.
+    assert len(snapshots) >= 4
+    assert [s.elapsed_s for s in snapshots] == sorted(s.elapsed_s for s in snapshots)
+    assert snapshots[-1].in_flight == 0
+    assert snapshots[-1].completed == snapshots[-1].sent >= result.requests
 
 
 def test_open_loop_latency_includes_the_server_delay(echo_url: str) -> None:

@@ -273,6 +273,8 @@ class _ClosedLoop(_Engine):
         now = time.perf_counter()
         i = conn.token
         conn.token = -1
+        if now - conn.sent_at > self._timeout:
+            status = CODE_TIMEOUT  # the answer came, but after the deadline the sweep checks
         self._done[i] = now
         self._code[i] = status
         self._inflight -= 1
@@ -428,6 +430,8 @@ class _OpenLoop(_Engine):
         now = time.perf_counter()
         i = conn.token
         conn.token = -1
+        if now - conn.sent_at > self._timeout:
+            status = CODE_TIMEOUT  # the answer came, but after the deadline the sweep checks
         self._done[i] = now
         self._code[i] = status
         self._inflight -= 1
