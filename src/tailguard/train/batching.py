@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,7 @@ class Collator:
     def __init__(self, feature_columns: Sequence[str], label_column: str, *,
                  label_dtype: torch.dtype) -> None:
         self.feature_columns = list(feature_columns)
+        self._get_features = operator.itemgetter(*self.feature_columns)
         self.label_column = label_column
         self.label_dtype = label_dtype
         self._placeholder: Mapping[str, Any] | None = None
@@ -110,7 +112,9 @@ class Collator:
                 return [_as_text(s[cols[0]]) for s in samples]
             array = np.asarray([s[cols[0]] for s in samples], dtype=np.float32)
             return torch.from_numpy(array.reshape(len(samples), -1))
-        array = np.asarray([[s[c] for c in cols] for s in samples], dtype=np.float32)
+        # numpy scalars -> float64 is numpy's fast path; one cast to float32 after
+        get = self._get_features
+        array = np.array([get(s) for s in samples], dtype=np.float64).astype(np.float32)
         return torch.from_numpy(array)
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> Batch:

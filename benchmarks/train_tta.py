@@ -1,0 +1,165 @@
+"""Time-to-accuracy on digits: the tailguard trainer (1 and 2 workers) against a plain
+PyTorch loop with the same model, optimiser, global batch, evaluation cadence and target,
+all measured in this run on this machine.
+
+MLPerf-style clock: from the first touch of training data to the evaluation (included) that
+first reaches the target on the held-out set. Process start-up is outside the clock for both.
+
+    .venv/bin/python benchmarks/train_tta.py [--target 0.97] [--seed 0]
+
+The last line is one JSON object: tta_s, baseline_tta_s, ratio (tailguard / plain, lower is
+better, 1.0 = no overhead), tta_s_ws2, ratio_ws2, and steps-to-target of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from tailguard.data import ingest
+from tailguard.train import LocalEngine, parse_job, read_events
+from tailguard.train.builtin_models import mlp
+
+GLOBAL_BATCH = 32
+LR = 0.003
+HIDDEN = [128]
+EVAL_EVERY = 15
+MAX_STEPS = 3000
+
+
+def prepare(root: Path) -> dict[str, Path]:
+    """The digits example's data: Parquet with a float32[] ``features`` column, ingested."""
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, digits.target, test_size=0.2, random_state=0,
+                                              stratify=digits.target)
+    out = {}
+    for name, xs, ys in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        table = pa.table({"features": pa.array(list(xs), type=pa.list_(pa.float32())),
+                          "label": pa.array(ys.astype(np.int64))})
+        pq.write_table(table, root / f"{name}.parquet")
+        ingest([str(root / f"{name}.parquet")], root / name)
+        out[name] = root / name
+    return out
+
+
+def load_arrays(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The baseline reads the same ingested shards straight into memory."""
+    table = pq.read_table(sorted(path.glob("*.parquet")))
+    x = np.stack(table["features"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(table["label"].to_numpy().astype(np.int64))
+
+
+def baseline(data: dict[str, Path], target: float, seed: int, threads: int
+             ) -> tuple[float, int]:
+    """The plain loop: tensors in memory, a shuffling DataLoader, AdamW, eval every N steps."""
+    torch.set_num_threads(threads)
+    x_tr, y_tr = load_arrays(data["train"])
+    x_te, y_te = load_arrays(data["test"])
+    torch.manual_seed(seed)
+    model = mlp(64, 10, HIDDEN)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_tr, y_tr),
+                                         batch_size=GLOBAL_BATCH, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    step = 0
+    while step < MAX_STEPS:
+        for xb, yb in loader:
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % EVAL_EVERY == 0:
+                model.eval()
+                with torch.no_grad():
+                    accuracy = (model(x_te).argmax(1) == y_te).float().mean().item()
+                model.train()
+                if accuracy >= target:
+                    return time.perf_counter() - start, step
+    raise RuntimeError(f"baseline did not reach {target} in {MAX_STEPS} steps")
+
+
+def tailguard(data: dict[str, Path], target: float, seed: int, world_size: int,
+              threads: int, home: Path) -> tuple[float, int]:
+    job = parse_job({
+        "name": f"tta-ws{world_size}",
+        "model": {"builder": "mlp", "kwargs": {"in_features": 64, "hidden": HIDDEN,
+                                               "out_features": 10}},
+        "data": {"train": str(data["train"]), "eval": str(data["test"]),
+                 "features": ["features"], "label": "label"},
+        "optimizer": {"name": "adamw", "lr": LR},
+        "batch_size": GLOBAL_BATCH // world_size, "max_steps": MAX_STEPS,
+        "world_size": world_size, "seed": seed, "eval_every_steps": EVAL_EVERY,
+        "checkpoint_every_steps": 10_000, "log_every_steps": 50,
+        "target": {"metric": "accuracy", "value": target}, "register_artifact": False,
+        "threads_per_worker": threads,
+    })
+    result = LocalEngine(home, progress=False, echo=lambda _m: None).run(job)
+    if not result.succeeded or result.tta_s is None:
+        raise RuntimeError(f"tailguard ws{world_size} did not reach the target: {result}")
+    reached = next(e for e in read_events(result.run_dir / "metrics.jsonl")
+                   if e["event"] == "target_reached")
+    return result.tta_s, int(reached["step"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.97)
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per contender; steps-to-target varies with the data order "
+                        "and initial weights, so TTA is the mean over seeds 0..N-1")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per process, the same for every contender (a "
+                        "64-128-10 MLP gains nothing from more; 2 workers x 1 = 2 cores)")
+    args = parser.parse_args()
+    runs: dict[str, list[tuple[float, int]]] = {"base": [], "ws1": [], "ws2": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = prepare(root)
+        for seed in range(args.seeds):
+            runs["base"].append(baseline(data, args.target, seed, args.threads))
+            runs["ws1"].append(tailguard(data, args.target, seed, 1, args.threads, root / "h"))
+            runs["ws2"].append(tailguard(data, args.target, seed, 2, args.threads, root / "h"))
+            print(f"seed {seed}: " + ", ".join(f"{k} {v[-1][0]:.3f}s/{v[-1][1]} steps"
+                                               for k, v in runs.items()), file=sys.stderr)
+
+    def mean_s(key: str) -> float:
+        return statistics.fmean(t for t, _ in runs[key])
+
+    def per_step(key: str) -> float:
+        return sum(t for t, _ in runs[key]) / sum(n for _, n in runs[key])
+
+    base, ws1, ws2 = mean_s("base"), mean_s("ws1"), mean_s("ws2")
+    results: dict[str, Any] = {
+        "target": args.target, "seeds": args.seeds,
+        "tta_s": round(ws1, 3), "baseline_tta_s": round(base, 3), "ratio": round(ws1 / base, 3),
+        "tta_s_ws2": round(ws2, 3), "ratio_ws2": round(ws2 / base, 3),
+        "steps": [n for _, n in runs["ws1"]], "baseline_steps": [n for _, n in runs["base"]],
+        "steps_ws2": [n for _, n in runs["ws2"]],
+        "s_per_step": round(per_step("ws1"), 5),
+        "baseline_s_per_step": round(per_step("base"), 5),
+        "s_per_step_ws2": round(per_step("ws2"), 5),
+    }
+    print(f"time-to-{args.target} (mean of {args.seeds} seeds): plain PyTorch {base:.2f}s; "
+          f"tailguard 1 worker {ws1:.2f}s (x{ws1 / base:.2f}); 2 workers {ws2:.2f}s "
+          f"(x{ws2 / base:.2f})", file=sys.stderr)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
