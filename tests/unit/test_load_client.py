@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from typing import Any
 
 import httptools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailguard.ops.load_client import Connection, LoadTargetError, Target, build_request
 from tailguard.ops.load_runner import new_event_loop
@@ -193,3 +196,38 @@ def test_polite_close_is_reported_once() -> None:
     conn.close()
     conn.connection_lost(None)
     assert owner.lost == ["closed"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    statuses=st.lists(st.sampled_from([200, 204, 404, 429, 500, 503]), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+    chunked=st.booleans(),
+)
+def test_any_split_of_a_response_stream_yields_each_answer_once(
+    statuses: list[int], cuts: list[int], chunked: bool
+) -> None:
+    def answer(status: int) -> bytes:
+        body = b'{"outputs":[]}' if status != 204 else b""
+        if chunked and body:
+            return (f"HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    f"{len(body):x}\r\n").encode() + body + b"\r\n0\r\n\r\n"
+        return f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+    class _Chain(_Owner):
+        """Sends the next request from inside the callback, as the closed loop does."""
+
+        def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
+            super().on_response(conn, status, keep_alive)
+            conn.token = len(self.responses)
+
+    stream = b"".join(answer(s) for s in statuses)
+    owner = _Chain()
+    conn, _ = _connected(owner)
+    conn.token = 0
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    for a, b in itertools.pairwise(points):
+        conn.data_received(stream[a:b])
+    assert [status for _, status, _ in owner.responses] == statuses
+    assert [token for token, _, _ in owner.responses] == list(range(len(statuses)))
+    assert owner.lost == []
