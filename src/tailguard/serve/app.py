@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tailguard import __version__
+from tailguard.autoscale.controller import controller_for
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
@@ -58,6 +59,7 @@ class Gateway:
             sig = signature(instantiate(spec))
             self.deployments[spec.name] = Deployment(
                 spec, sig, backend, DeploymentMetrics(self.metrics, spec.name), self.usage)
+        self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
         self._counters: dict[tuple[str, str, int], object] = {}
@@ -86,12 +88,14 @@ class Gateway:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         for deployment in self.deployments.values():
             await deployment.start()
+        self.autoscaler.start()
         try:
             yield
         finally:
             await self.stop()
 
     async def stop(self) -> None:
+        await self.autoscaler.stop()  # first: no scaling while the deployments drain
         await asyncio.gather(*(d.stop(self.config.graceful_shutdown_s)
                                for d in self.deployments.values()))
 
@@ -274,7 +278,11 @@ class Gateway:
         if isinstance(principal, Response):
             return principal
         names = self._visible(principal)
-        return _json({"deployments": [self.deployments[n].status() for n in names]})
+        scaler = self.autoscaler
+        return _json({"deployments": [
+            {**self.deployments[n].status(),
+             "autoscaling": scaler.status(n) if n in scaler else None}
+            for n in names]})
 
     async def _restart(self, request: Request) -> Response:
         """Rolling restart of a deployment's replicas (admin; used by ``tailguard chaos``)."""
