@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tailguard.commands import data, load, models, serve, sim, train
+from tailguard.commands import data, load, models, serve, sim, status, train
 
 app = typer.Typer(
     name="tailguard",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (serve, models, load, data, train, sim):
+for _module in (serve, models, load, data, train, sim, status):
     _module.register(app)
 
 
