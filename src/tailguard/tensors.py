@@ -6,6 +6,7 @@ V2 ``BYTES`` tensors are numpy object arrays holding ``bytes``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,8 +78,11 @@ class TensorSpec:
         assert isinstance(shape, list | tuple)
         return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in shape))
 
-    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
+    def accepts_shape(self, shape: Sequence[int]) -> bool:
         """True when ``shape`` (with its row dimension) matches this declaration."""
         if len(shape) != len(self.shape):
             return False
-        return all(want == -1 or want == got for want, got in zip(self.shape, shape, strict=True))
+        for want, got in zip(self.shape, shape, strict=True):
+            if want != -1 and want != got:
+                return False
+        return True

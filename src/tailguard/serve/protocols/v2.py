@@ -15,7 +15,7 @@ import orjson
 
 from tailguard.serve.errors import BadRequest
 from tailguard.serve.loader import ModelSignature
-from tailguard.tensors import Tensors, TensorSpec
+from tailguard.tensors import V2_TO_NUMPY, Tensors, TensorSpec
 
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -41,9 +41,9 @@ def _load_json(body: bytes) -> Any:
 def _to_array(spec: TensorSpec, item: dict[str, Any]) -> np.ndarray:
     name = spec.name
     shape = item.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    if not spec.accepts_shape(tuple(shape)):
+    if not spec.accepts_shape(shape):
         raise BadRequest(
             f"input {name!r}: shape {shape} does not match the declared shape "
             f"{list(spec.shape)} (-1 = any size)"
@@ -65,7 +65,9 @@ def _to_array(spec: TensorSpec, item: dict[str, Any]) -> np.ndarray:
                     raise BadRequest(f"input {name!r}: BYTES data must be strings, "
                                      f"got {type(value).__name__}")
         else:
-            array = np.asarray(data, dtype=spec.numpy_dtype).reshape(-1)
+            array = np.asarray(data, dtype=V2_TO_NUMPY[spec.datatype])
+            if array.ndim != 1:
+                array = array.reshape(-1)
     except (ValueError, TypeError) as exc:
         raise BadRequest(
             f"input {name!r}: data does not fit datatype {spec.datatype} with shape {shape} "
@@ -94,9 +96,9 @@ def decode_infer(body: bytes, signature: ModelSignature) -> InferRequest:
         if item["name"] in given:
             raise BadRequest(f"input {item['name']!r} is given twice")
         given[item["name"]] = item
-    missing = sorted(set(declared) - set(given))
-    extra = sorted(set(given) - set(declared))
-    if missing or extra:
+    if given.keys() != declared.keys():
+        missing = sorted(set(declared) - set(given))
+        extra = sorted(set(given) - set(declared))
         parts = []
         if missing:
             parts.append(f"missing input(s) {missing}")
