@@ -47,9 +47,21 @@ class TextClassifier(nn.Module):
     def __init__(self, encoder_dir: Path, num_labels: int, max_length: int) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), local_files_only=True)
-        self.encoder = AutoModel.from_pretrained(str(encoder_dir), local_files_only=True)
+        # No pooler: it would hold parameters outside the loss, which DDP refuses. Its weights
+        # in the checkpoint are then "unexpected"; expected, so keep that report quiet.
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            self.encoder = AutoModel.from_pretrained(str(encoder_dir), local_files_only=True,
+                                                     add_pooling_layer=False)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         self.head = nn.Linear(int(self.encoder.config.hidden_size), num_labels)
         self.max_length = max_length
 
