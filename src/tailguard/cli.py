@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from tailguard.commands import data, load, models, serve, sim, status, train
+from tailguard.commands import (
+    chaos,
+    cost,
+    data,
+    load,
+    models,
+    plan,
+    profile,
+    serve,
+    sim,
+    status,
+    train,
+)
 
 app = typer.Typer(
     name="tailguard",
@@ -13,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (serve, models, load, data, train, sim, status):
+for _module in (serve, models, load, data, train, sim, status, chaos, profile, plan, cost):
     _module.register(app)
 
 

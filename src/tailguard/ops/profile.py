@@ -39,6 +39,7 @@ __all__ = [
     "BatchTiming",
     "ModelProfile",
     "default_batch_sizes",
+    "find_profile",
     "generate_inputs",
     "load_profile",
     "profile_deployment",
@@ -279,3 +280,17 @@ def load_profile(path: Path) -> dict[str, Any]:
         raise ValueError(f"profile {path}: expected a JSON object")
     service_profile_from_dict(data)  # validates
     return data
+
+
+def find_profile(deployment: str, spec: DeploymentSpec | None = None,
+                 home: Path | None = None) -> dict[str, Any]:
+    """The stored profile of a deployment: its artifact manifest's, else the profile file."""
+    if spec is not None and spec.artifact is not None:
+        manifest, _ = Registry(home).get(spec.artifact)
+        if manifest.profile.get("service_s"):
+            return dict(manifest.profile)
+    path = profile_path(deployment, home)
+    if not path.exists():
+        raise ValueError(f"no stored profile for {deployment!r} ({path}): run "
+                         f"`tailguard profile {deployment}` first, or pass --profile FILE")
+    return load_profile(path)
