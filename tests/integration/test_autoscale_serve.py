@@ -122,7 +122,7 @@ def test_replicas_follow_a_3x_load_step_and_drain_back_without_failures(
         def settled() -> bool:
             d = server.deployment(NAME)
             peak["desired"] = max(peak["desired"], d["replica_counts"]["desired"])
-            return d["replica_counts"]["ready"] >= 3 and d["queued_rows"] == 0
+            return bool(d["replica_counts"]["ready"] >= 3 and d["queued_rows"] == 0)
 
         wait_for(settled, 30, "the surge's backlog to drain")
         load.measure.set()
