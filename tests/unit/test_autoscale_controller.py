@@ -11,7 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from tailguard.autoscale.controller import AutoscaleController, controller_for
+from tailguard.autoscale.controller import AutoscaleController, Decision, controller_for
 from tailguard.autoscale.live import LiveRecorder
 from tailguard.autoscale.policies.hpa import HpaConfig
 from tailguard.autoscale.policies.slo import SloConfig
@@ -162,7 +162,7 @@ def test_tick_runs_each_deployment_on_its_own_period() -> None:
     steps: dict[str, int] = {"fast": 0, "slow": 0}
     original = ctl.step
 
-    def counting_step(name: str, now: float):  # type: ignore[no-untyped-def]
+    def counting_step(name: str, now: float) -> Decision:
         steps[name] += 1
         return original(name, now)
 
@@ -319,4 +319,4 @@ def test_bounds_options_go_to_the_bounds_and_policy_options_to_the_policy() -> N
 def test_bad_options_fail_when_the_config_is_loaded(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         DeploymentSpec(name="d", model="tailguard.models.sleep:Sleep",
-                       autoscaling={"options": options})  # type: ignore[arg-type]
+                       autoscaling={"options": options})

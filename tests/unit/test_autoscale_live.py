@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailguard.autoscale.live import LiveRecorder
+from tailguard.autoscale.snapshot import MetricsSnapshot
 
 COUNTS1 = {"ready": 1, "starting": 0, "draining": 0}
 
 
 def snap(rec: LiveRecorder, now: float, *, counts: dict[str, int] | None = None,
          window_s: float = 10.0, recent_window_s: float = 2.0, max_batch_size: int = 8,
-         queue_depth: int = 0):  # type: ignore[no-untyped-def]
+         queue_depth: int = 0) -> MetricsSnapshot:
     return rec.snapshot(now, counts=counts or COUNTS1, queue_depth=queue_depth,
                         window_s=window_s, recent_window_s=recent_window_s,
                         max_batch_size=max_batch_size)
