@@ -142,8 +142,7 @@ class LiveRecorder:
         ready = int(counts.get("ready", 0))
         starting = int(counts.get("starting", 0))
         draining = int(counts.get("draining", 0))
-        window = self._effective_window(now, window_s)
-        lo = now - window
+        window, lo = self._effective_window(now, window_s)
         a_t, a_rows = self._arrivals.ordered()
         a_lo, a_hi = np.searchsorted(a_t, (lo, now), side="right")
         span = self._span(now, window, a_t, self._arrivals.overflowed)
@@ -151,7 +150,7 @@ class LiveRecorder:
         rate = n_arr / span
         rows_rate = float(a_rows[a_lo:a_hi].sum()) / span
         recent_span = min(recent_window_s, span)
-        r_lo = int(np.searchsorted(a_t, now - recent_span, side="right"))
+        r_lo = int(np.searchsorted(a_t, max(now - recent_span, lo), side="right"))
         recent = (int(a_hi) - r_lo) / recent_span
         cv = 1.0
         if n_arr >= 3:
@@ -167,16 +166,16 @@ class LiveRecorder:
             q50, q99 = np.quantile(lat, (0.5, 0.99), method="inverted_cdf")
             p50, p99 = float(q50), float(q99)
         b_t, b_rows, b_svc = self._batches.ordered()
-        busy = self._busy_ratio(now, window, b_t, b_svc, ready + draining)
+        busy = self._busy_ratio(now, window, lo, b_t, b_svc, ready + draining)
         return MetricsSnapshot(
-            window_s=window,
-            arrival_rate_rps=rate,
+            window_s=float(window),
+            arrival_rate_rps=float(rate),
             ready_replicas=ready,
             service_profile=self._fit_profile(b_rows, b_svc, max_batch_size),
             deployment=deployment,
-            arrival_rows_per_s=rows_rate,
-            recent_arrival_rate_rps=recent,
-            arrival_cv=cv,
+            arrival_rows_per_s=float(rows_rate),
+            recent_arrival_rate_rps=float(recent),
+            arrival_cv=float(cv),
             latency_p50_s=p50,
             latency_p99_s=p99,
             completed=int(lat.size),
@@ -185,17 +184,26 @@ class LiveRecorder:
             ongoing_requests=self.ongoing if ongoing is None else max(int(ongoing), 0),
             starting_replicas=starting,
             draining_replicas=draining,
-            batch_wait_s=batch_wait_s,
+            batch_wait_s=float(batch_wait_s),
         )
 
     # ------------------------------------------------------------ internals
-    def _effective_window(self, now: float, window_s: float) -> float:
-        """``window_s``, shortened to the history there is (but never below a second)."""
-        firsts = [r.cols[0][0] for r in (self._arrivals, self._done, self._batches) if r.n]
+    def _effective_window(self, now: float, window_s: float) -> tuple[float, float]:
+        """The window's length and its open lower end ``lo`` (events in ``(lo, now]``).
+
+        ``window_s``, shortened to the history there is (but never below a second); a
+        shortened window starts just before the first event, so that event counts.
+        """
+        firsts = [float(r.cols[0][0]) for r in (self._arrivals, self._done, self._batches)
+                  if r.n]
         first = min([now, *firsts])  # ring slot 0 holds the first event until it wraps
         if self._origin is None or first < self._origin:
             self._origin = first
-        return min(window_s, max(now - self._origin, min(window_s, _MIN_WINDOW_S)))
+        window = min(window_s, max(now - self._origin, min(window_s, _MIN_WINDOW_S)))
+        lo = now - window
+        if now - self._origin < window_s:  # the window holds all history: include its start
+            lo = min(lo, math.nextafter(self._origin, -math.inf))
+        return window, lo
 
     @staticmethod
     def _span(now: float, window: float, times: np.ndarray, overflowed: bool) -> float:
@@ -205,10 +213,10 @@ class LiveRecorder:
         return window
 
     def _busy_ratio(
-        self, now: float, window: float, ends: np.ndarray, service: np.ndarray, serving: int
+        self, now: float, window: float, lo: float, ends: np.ndarray, service: np.ndarray,
+        serving: int,
     ) -> float:
         """Busy replica-seconds in the window over serving replica-seconds in it."""
-        lo = now - window
         first = int(np.searchsorted(ends, lo, side="right"))
         starts = np.maximum(ends[first:] - service[first:], lo)
         busy = float(np.clip(np.minimum(ends[first:], now) - starts, 0.0, None).sum())
@@ -218,7 +226,7 @@ class LiveRecorder:
             self._serving.popleft()
         if capacity <= 0:
             return 0.0
-        return min(busy / capacity, 1.0)
+        return float(min(busy / capacity, 1.0))
 
     def _serving_seconds(self, now: float, window: float, serving_now: int) -> float:
         """Replica-seconds of the window, from the counts seen at earlier snapshots."""
