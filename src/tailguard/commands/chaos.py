@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,10 @@ def chaos(
     delay_for: Annotated[float, Opt(help="delay: seconds of bursts per fault")] = 2.0,
     slo_ms: Annotated[float | None, Opt(help="P99 objective (default: the deployment's)")] = None,
     protocol: Annotated[str, Opt(help="v2 or openai")] = "v2",
+    inputs: Annotated[list[str] | None, Opt(
+        "--input", help="V2: NAME[:DATATYPE[:SHAPE]]=JSON (repeat per tensor); openai: TEXT")
+    ] = None,
+    payloads: Annotated[Path | None, Opt(help="JSONL file, one request body per line")] = None,
     timeout: Annotated[float, Opt(help="Seconds before a request times out")] = 30.0,
     api_key: Annotated[str | None, Opt(envvar="TAILGUARD_API_KEY",
                                        help="Admin key (restart needs one when tenants exist)")
@@ -45,7 +50,7 @@ def chaos(
     from tailguard.ops import LoadSpec
     from tailguard.ops.chaos import ChaosConfig, FaultKind, format_report, run_chaos
     from tailguard.ops.load_client import LoadTargetError
-    from tailguard.ops.payloads import PayloadError
+    from tailguard.ops.payloads import PayloadError, read_payloads_file
 
     try:
         kinds = tuple(FaultKind(k) for k in (fault or ["kill"]))
@@ -54,7 +59,8 @@ def chaos(
                           slo_ms=slo_ms)
         spec = LoadSpec(url=url, model=deployment, protocol=protocol, rate_rps=rate,
                         concurrency=concurrency, duration_s=duration, timeout_s=timeout,
-                        api_key=api_key, seed=seed)
+                        api_key=api_key, seed=seed, inputs=tuple(inputs or ()),
+                        bodies=read_payloads_file(payloads) if payloads else ())
         report = run_chaos(spec, cfg, deployment)
     except (ValueError, OSError, PayloadError, LoadTargetError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -133,8 +133,9 @@ def plan_faults(cfg: ChaosConfig, duration_s: float) -> tuple[PlannedFault, ...]
 class SecondBucket:
     """Requests whose intended send time fell in ``[start_s, start_s + 1)``.
 
-    ``p99_ms`` counts an error or a missing answer as an infinite latency (so a second with
-    over 1 % failures has ``p99_ms = inf``); None for an empty second.
+    ``p99_ms`` counts a server error (5xx, 429) or a missing answer as an infinite latency
+    (so a second with over 1 % failures has ``p99_ms = inf``); client errors (other 4xx) are
+    the caller's and left out; None for a second with nothing to judge.
     """
 
     start_s: float
@@ -150,9 +151,11 @@ def latency_buckets(intended_s: np.ndarray, done_s: np.ndarray, code: np.ndarray
                     duration_s: float) -> tuple[SecondBucket, ...]:
     """Per-second buckets of latency (times in seconds from the start of the load)."""
     ok = (code >= 200) & (code < 300)
-    latency = np.where(ok, done_s - intended_s, math.inf)
+    client = (code >= 400) & (code < 500) & (code != 429)
+    latency = np.where(ok, done_s - intended_s, math.inf)[~client]
+    ok = ok[~client]
     n = max(1, math.ceil(duration_s))
-    which = np.floor(intended_s).astype(np.int64)
+    which = np.floor(intended_s[~client]).astype(np.int64)
     order = np.argsort(which, kind="stable")
     edges = np.searchsorted(which[order], np.arange(n + 1))
     out: list[SecondBucket] = []
@@ -169,8 +172,12 @@ def recovery_s(buckets: Sequence[SecondBucket], fault_at_s: float, until_s: floa
     """Seconds from a fault until the SLO holds again, judged per second up to ``until_s``
     (the next fault or the end): 0 if no second from the fault's own on missed it; else from
     the fault to the start of the first second meeting it after the first that missed;
-    None if it never came back before ``until_s``."""
-    span = [b for b in buckets if b.start_s + 1 > fault_at_s and b.start_s < until_s]
+    None if it never came back before ``until_s``. Times in seconds from the load start."""
+    # Seconds from the fault's own up to the last one over before the next fault: the second
+    # in which the next fault lands is that fault's to answer for.
+    span = [b for b in buckets if b.start_s + 1 > fault_at_s and b.start_s + 1 <= until_s]
+    if not span:
+        span = [b for b in buckets if b.start_s + 1 > fault_at_s and b.start_s < until_s]
     missed = next((i for i, b in enumerate(span) if b.meets(slo_ms) is False), None)
     if missed is None:
         return 0.0
