@@ -1,0 +1,124 @@
+"""Noisy neighbour on the minilm deployment: does tenant B keep its SLO while A floods?
+
+1. Measure capacity: closed-loop saturation (one text per request), req/s.
+2. Tenant B offers 30% of capacity (Poisson) for the whole run, with p99_ms = 250; tenant A
+   ramps 30% -> 100% -> 200% -> 300% of capacity in equal steps. Each tenant is its own
+   `tailguard load` process with its own API key.
+3. The same scenario with admission control off (`admission: {enabled: false}`).
+
+Prints for B its P99 and success rate, for A its throughput and share of 429s (and how fast they
+came back), and the goodput (answers within the SLO, both tenants) during the overload steps as
+a fraction of the measured capacity. Last line: one JSON object
+``{"b_p99_ms", "b_success", "a_reject_p99_ms", "goodput_ratio", "off": {...}}``.
+
+    python benchmarks/noisy_neighbor.py [--step 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _harness import PY, Server, free_port, load
+from serve_minilm import sentences
+
+KEY_A, KEY_B = "tenant-a-key-000000000001", "tenant-b-key-000000000002"
+SLO_MS = 250.0
+STEPS = (0.3, 1.0, 2.0, 3.0)
+
+
+def _config(threads: int, admission: bool) -> dict[str, Any]:
+    return {
+        "admission": {"enabled": admission},
+        "tenants": [
+            {"id": "a", "api_keys": [KEY_A], "priority": "standard", "p99_ms": SLO_MS},
+            {"id": "b", "api_keys": [KEY_B], "priority": "standard", "p99_ms": SLO_MS},
+        ],
+        "deployments": [{"name": "minilm", "model": "tailguard.models.minilm:MiniLM",
+                         "max_batch_size": 32, "max_wait_ms": 2, "p99_ms": SLO_MS,
+                         "timeout_ms": 10_000, "options": {"threads": threads}}],
+    }
+
+
+def _load_proc(url: str, key: str, rate: float, duration: float, payloads: Path,
+               seed: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, "-m", "tailguard", "load", url, "--model", "minilm", "--rate", f"{rate:.1f}",
+         "--duration", f"{duration:.1f}", "--payloads", str(payloads), "--api-key", key,
+         "--slo-ms", str(SLO_MS), "--seed", str(seed), "--timeout", "12", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate()
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def run(threads: int, admission: bool, step_s: float, payloads: Path,
+        capacity: float | None) -> tuple[float, dict[str, Any]]:
+    cfg_path = Path(tempfile.mkdtemp()) / "serve.yaml"
+    port = free_port()
+    cfg_path.write_text(yaml.safe_dump({"port": port, **_config(threads, admission)}))
+    with Server([PY, "-m", "tailguard", "serve", "--config", str(cfg_path)], port, "nn") as srv:
+        if capacity is None:
+            sat = load(srv.url, "minilm", "--concurrency", "64", "--duration", "8",
+                       "--warmup", "2", "--payloads", str(payloads), "--api-key", KEY_A)
+            capacity = float(sat["ok_rps"])
+            print(f"measured capacity: {capacity:.0f} req/s (p99 {sat['p99_ms']:.0f} ms)",
+                  file=sys.stderr)
+        b = _load_proc(srv.url, KEY_B, 0.3 * capacity, step_s * len(STEPS), payloads, 2)
+        a_steps = []
+        for i, share in enumerate(STEPS):
+            a_steps.append(_result(_load_proc(srv.url, KEY_A, share * capacity, step_s,
+                                              payloads, 10 + i)))
+        b_res = _result(b)
+    return capacity, {"b": b_res, "a_steps": a_steps}
+
+
+def summarize(capacity: float, res: dict[str, Any], step_s: float) -> dict[str, Any]:
+    b, steps = res["b"], res["a_steps"]
+    a_requests = sum(s["requests"] for s in steps)
+    a_429 = sum(s["errors"].get("http_429", 0) for s in steps)
+    reject_p99 = max((s.get("status_latency_ms", {}).get("429", {}).get("p99") or 0.0)
+                     for s in steps)
+    overload = [s for share, s in zip(STEPS, steps, strict=True) if share >= 2.0]
+    a_good = sum(s["goodput_rps"] for s in overload) / len(overload)
+    goodput = (a_good + b["goodput_rps"]) / capacity
+    return {
+        "b_p99_ms": b["p99_ms"], "b_success": round(b["ok"] / max(1, b["requests"]), 4),
+        "a_reject_p99_ms": reject_p99, "goodput_ratio": round(goodput, 3),
+        "a_throughput_rps": [round(s["ok_rps"], 1) for s in steps],
+        "a_429_share": round(a_429 / max(1, a_requests), 3),
+        "a_p99_ms": [s["p99_ms"] for s in steps],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--step", type=float, default=8.0, help="seconds per step of A's ramp")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    payloads = Path(tempfile.mkdtemp()) / "minilm.jsonl"
+    payloads.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
+                                                        "shape": [1], "data": [t]}]}) + "\n"
+                                for t in sentences(256)))
+    capacity, on = run(args.threads, True, args.step, payloads, None)
+    _, off = run(args.threads, False, args.step, payloads, capacity)
+    figures = summarize(capacity, on, args.step)
+    figures["off"] = summarize(capacity, off, args.step)
+    figures["capacity_rps"] = round(capacity, 1)
+    for label, f in (("admission on ", figures), ("admission off", figures["off"])):
+        print(f"{label}: B p99 {f['b_p99_ms']} ms, B success {f['b_success']:.2%}; "
+              f"A throughput {f['a_throughput_rps']} req/s, A 429 share {f['a_429_share']:.1%} "
+              f"(p99 {f['a_reject_p99_ms']} ms); goodput {f['goodput_ratio']:.2f} x capacity")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
