@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -402,3 +403,52 @@ def test_gateway_lists_replica_counts_and_autoscaling_status() -> None:
         assert auto["autoscaling"]["last_decision"]["target"] == 1
         assert fixed["autoscaling"] is None
     assert not gateway.autoscaler.running  # stopped with the app
+
+
+# ----------------------------------------------------------------- tailguard status
+def test_status_command_prints_replicas_and_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from tailguard.commands import status as status_command
+
+    dep = FakeDeployment()
+    ctl = AutoscaleController([dep], wall_clock=lambda: 1_700_000_000.0)
+    dep.traffic(0.0, 10.0, rps=75.0, latency_s=0.6)
+    ctl.step("d", 10.0)
+    payload = orjson.loads(orjson.dumps({"deployments": [{
+        "name": "d", "ready": True, "queued_rows": 3,
+        "replica_counts": dep.replica_counts(), "autoscaling": ctl.status("d")}]}))
+    seen: dict[str, Any] = {}
+
+    def fake_fetch(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> Any:
+        seen.update(url=url, api_key=api_key)
+        return payload
+
+    monkeypatch.setattr(status_command, "fetch_deployments", fake_fetch)
+    monkeypatch.setenv("COLUMNS", "400")
+    app = typer.Typer()
+    status_command.register(app)
+    app.command("noop")(lambda: None)  # two commands: "status" is a subcommand
+    result = CliRunner().invoke(app, ["status", "http://gw:9", "--api-key", "k1"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"url": "http://gw:9", "api_key": "k1"}
+    assert "scale up 1 -> 4" in result.output and "1/3/0" in result.output
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert result.exit_code == 0 and orjson.loads(result.output) == payload
+
+
+def test_status_command_says_why_it_cannot_reach_the_gateway() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from tailguard.commands import status as status_command
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = typer.Typer()
+    status_command.register(app)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["status", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 1 and "cannot reach" in result.output

@@ -155,13 +155,15 @@ class AutoscaleController:
         return name in self._managed
 
     # ---------------------------------------------------------------- one step
-    def snapshot(self, name: str, now: float) -> MetricsSnapshot:
+    def snapshot(
+        self, name: str, now: float, counts: Mapping[str, int] | None = None
+    ) -> MetricsSnapshot:
         """The metrics snapshot of ``name`` at ``now`` (loop clock, seconds)."""
         m = self._managed[name]
         d, spec = m.deployment, m.spec
         return d.recorder.snapshot(
             now,
-            counts=d.replica_counts(),
+            counts=d.replica_counts() if counts is None else counts,
             queue_depth=d.queued_rows,
             window_s=spec.window_s,
             recent_window_s=min(spec.recent_window_s, spec.window_s),
@@ -173,12 +175,13 @@ class AutoscaleController:
     def step(self, name: str, now: float) -> Decision:
         """Snapshot, decide and actuate ``name`` once; returns the decision."""
         m = self._managed[name]
-        snap = self.snapshot(name, now)
+        counts = m.deployment.replica_counts()
+        snap = self.snapshot(name, now, counts)
         current = snap.current_replicas
         target, state = m.autoscaler.decide(snap, m.state, now)
         m.state = state
         m.last_snapshot = snap
-        applied = target != m.deployment.replica_counts()["desired"]
+        applied = target != counts["desired"]
         if applied:
             m.deployment.scale_to(target)
         decision = Decision(
