@@ -29,6 +29,7 @@ from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.errors import BadRequest, NotFound, ServeError
+from tailguard.serve.fairqueue import FairQueueConfig
 from tailguard.serve.http import read_body, respond
 from tailguard.serve.loader import instantiate, signature
 from tailguard.serve.protocols import openai, v2
@@ -58,7 +59,8 @@ class Gateway:
         for spec in config.deployments:
             sig = signature(instantiate(spec))
             self.deployments[spec.name] = Deployment(
-                spec, sig, backend, DeploymentMetrics(self.metrics, spec.name), self.usage)
+                spec, sig, backend, DeploymentMetrics(self.metrics, spec.name), self.usage,
+                FairQueueConfig(starvation_s=config.admission.starvation_s))
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])

@@ -28,7 +28,7 @@ from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import AdmissionSnapshot
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.errors import BadRequest, DeadlineExceeded, ModelFailed, Unavailable
-from tailguard.serve.fairqueue import FairQueue
+from tailguard.serve.fairqueue import FairQueue, FairQueueConfig
 from tailguard.serve.loader import ModelSignature
 from tailguard.serve.replicas.backend import (
     ReplicaBackend,
@@ -115,13 +115,14 @@ class Deployment:
         backend: ReplicaBackend,
         metrics: DeploymentMetrics,
         usage: UsageMeter | None = None,
+        queue_config: FairQueueConfig | None = None,
     ) -> None:
         self.spec = spec
         self.signature = signature
         self._backend = backend
         self._metrics = metrics
         self._usage = usage
-        self._queue: FairQueue[_Pending] = FairQueue()
+        self._queue: FairQueue[_Pending] = FairQueue(queue_config)
         self._idle: list[_Slot] = []
         self._fill: asyncio.Future[None] | None = None
         self._slots: list[_Slot] = []
