@@ -1,0 +1,81 @@
+"""The gateway's door without a server: keys, authorisation, admission decisions, release."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
+from tailguard.observe.usage import UsageMeter
+from tailguard.serve.config import DeploymentSpec, ServeConfig
+from tailguard.serve.deployment import Deployment
+from tailguard.serve.errors import Forbidden, TooManyRequests, Unauthorized
+from tailguard.serve.loader import instantiate, signature
+from tailguard.serve.tenancy import TenantGate, api_key_from_headers
+from tests.unit.fake_replicas import FakeBackend
+
+
+def _setup(**tenant: object) -> tuple[TenantGate, Deployment, UsageMeter]:
+    spec = DeploymentSpec(name="m", model="tailguard.models.sleep:Sleep", p99_ms=100)
+    config = ServeConfig(
+        admin_api_keys=("root-key",),
+        tenants=[{"id": "t", "api_keys": ["t-key"], **tenant},  # type: ignore[list-item]
+                 {"id": "u", "api_keys": ["u-key"], "deployments": ["m"]}],
+        deployments=[spec, DeploymentSpec(name="other", model="tailguard.models.echo:Echo")],
+    )
+    metrics = ServeMetrics()
+    usage = UsageMeter(metrics.registry)
+    dep = Deployment(spec, signature(instantiate(spec)), FakeBackend(),
+                     DeploymentMetrics(metrics, "m"), usage)
+    return TenantGate(config, usage), dep, usage
+
+
+def test_key_sources_bearer_first_then_api_key_headers() -> None:
+    assert api_key_from_headers([(b"authorization", b"Bearer abc")]) == "abc"
+    assert api_key_from_headers([(b"api-key", b"xyz")]) == "xyz"
+    assert api_key_from_headers([(b"x-api-key", b"k"), (b"authorization", b"Bearer b")]) == "b"
+    assert api_key_from_headers([(b"authorization", b"Basic Zm9v")]) is None
+
+
+def test_authentication_admin_and_authorisation() -> None:
+    gate, _, _ = _setup(deployments=["other"])
+    with pytest.raises(Unauthorized, match="missing API key"):
+        gate.authenticate([])
+    with pytest.raises(Unauthorized, match="invalid"):
+        gate.authenticate([(b"authorization", b"Bearer nope")])
+    tenant = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    assert tenant.id == "t" and not tenant.admin
+    with pytest.raises(Forbidden, match="may not use deployment 'm'"):
+        gate.authorise(tenant, "m")
+    admin = gate.authenticate([(b"api-key", b"root-key")])
+    assert admin.admin
+    gate.authorise(admin, "m")
+
+
+def test_concurrency_cap_then_release() -> None:
+    gate, dep, usage = _setup(max_concurrency=2)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    callers = [gate.admit(who, dep, 1, now=0.0) for _ in range(2)]
+    with pytest.raises(TooManyRequests) as info:
+        gate.admit(who, dep, 1, now=0.0)
+    assert info.value.reason == "concurrency" and info.value.retry_after_s
+    gate.release(callers[0])
+    gate.admit(who, dep, 1, now=0.0)
+    assert usage.report("t")[0]["throttled"] == 1
+
+
+def test_rate_limit_refills_with_time() -> None:
+    gate, dep, _ = _setup(rate_limit_rps=10, burst=2)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    for _ in range(2):
+        gate.release(gate.admit(who, dep, 1, now=100.0))
+    with pytest.raises(TooManyRequests, match="over the rate limit"):
+        gate.admit(who, dep, 1, now=100.0)
+    gate.release(gate.admit(who, dep, 1, now=100.2))  # 0.2 s at 10/s: two tokens back
+
+
+def test_open_mode_admits_everyone_without_keys() -> None:
+    spec = DeploymentSpec(name="m", model="tailguard.models.sleep:Sleep")
+    config = ServeConfig(deployments=[spec])
+    gate = TenantGate(config, UsageMeter(ServeMetrics().registry))
+    who = gate.authenticate([])
+    assert who.admin and gate.may_use(who, "m")
