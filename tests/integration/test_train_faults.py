@@ -174,13 +174,15 @@ def _alive(pid: int) -> bool:
 
 def test_max_restarts_exceeded_fails_loudly(digits: dict[str, Path], tmp_path: Path) -> None:
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump(_job(digits, max_steps=6, max_restarts=1)))
+    # one worker (the cheapest group) that fails in every attempt
+    job_file.write_text(yaml.safe_dump(_job(digits, max_steps=6, max_restarts=1, world_size=1,
+                                            batch_size=32)))
     env = {**os.environ, "TAILGUARD_HOME": str(tmp_path / "home"),
-           FAULT_ENV: json.dumps({"rank": 1, "step": 2})}  # every attempt
+           FAULT_ENV: json.dumps({"rank": 0, "step": 2})}
     proc = subprocess.run([sys.executable, "-m", "tailguard.cli", "train", str(job_file)],
                           env=env, capture_output=True, text=True, timeout=100, check=False)
     assert proc.returncode == 1
-    assert "training failed: rank 1 exited with code 3" in proc.stderr
+    assert "training failed: rank 0 exited with code 3" in proc.stderr
     assert "giving up after 1 restart(s) (max_restarts=1)" in proc.stderr
 
 
