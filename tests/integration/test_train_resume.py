@@ -16,11 +16,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+import typer
 import yaml
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
+from typer.testing import CliRunner
 
 from tailguard.artifacts import Registry
+from tailguard.commands import train as train_commands
 from tailguard.data import ingest
 from tailguard.models import load_model_class
 from tailguard.tensors import TensorSpec
@@ -116,6 +119,15 @@ def test_crash_then_resume_replays_the_same_loss_curve_and_weights(
     straight_weights = _weights(reference.run_dir)
     for name, tensor in _weights(failed.run_dir).items():
         assert torch.equal(tensor, straight_weights[name]), name
+
+    app = typer.Typer()
+    train_commands.register(app)
+    shown = CliRunner().invoke(app, ["runs", "show", failed.run_id, "--json"],
+                               env={"TAILGUARD_HOME": str(home)})
+    assert shown.exit_code == 0, shown.output
+    summary = json.loads(shown.output)
+    assert summary["status"] == "succeeded" and summary["attempts"] == 2
+    assert summary["last_step"] == 24 and summary["artifact_ref"].startswith("digits-it:")
 
 
 def test_registered_artifact_serves_the_trained_module(
