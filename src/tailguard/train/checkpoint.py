@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ class TrainerState:
     global_batch: int = 0
     target_reached_step: int | None = None
     config_hash: str = ""
+    # the dataset's identity (seed, shuffle, size, fingerprint): a position means nothing in
+    # another dataset, so the data pipeline refuses to resume against a different one
+    data: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def state_dict(self) -> dict[str, object]:

@@ -156,7 +156,9 @@ class Trainer:
         if latest is not None:
             self.state = self.store.load(latest, self.model, self.optimizer)
         else:
-            self.state = TrainerState(config_hash=job.config_hash())
+            identity = {k: v for k, v in self.train_ds.state_dict(0).items()
+                        if k not in ("epoch", "consumed")}
+            self.state = TrainerState(config_hash=job.config_hash(), data=identity)
         self.state = replace(self.state, world_size=self.ws, global_batch=self.plan.global_batch)
         self.last_checkpoint = latest
 
@@ -308,7 +310,7 @@ class Trainer:
             while self.state.step < self.total_steps and not stop:
                 if self.state.consumed >= plan.num_samples:
                     self.state = replace(self.state, epoch=self.state.epoch + 1, consumed=0)
-                self.train_ds.load_state_dict({"epoch": self.state.epoch,
+                self.train_ds.load_state_dict({**self.state.data, "epoch": self.state.epoch,
                                                "consumed": self.state.consumed})
                 iterator = iter(self.train_ds)
                 self._touch_data_clock()
