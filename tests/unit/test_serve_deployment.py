@@ -186,3 +186,24 @@ def test_scale_to_zero_cold_starts_on_first_request() -> None:
         assert out["y"].item() == 5.0 and dep.ready_replicas == 1
         await dep.stop(1.0)
     asyncio.run(main())
+
+
+def test_hung_replica_is_killed_and_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tailguard.serve.deployment as deployment_module
+
+    monkeypatch.setattr(deployment_module, "HANG_GRACE_S", 0.05)
+
+    async def main() -> None:
+        backend = FakeBackend(delay_s=30.0)  # "hangs": far past any deadline
+        dep = _deployment(backend)
+        await dep.start()
+        await _until(lambda: dep.ready_replicas == 1)
+        with pytest.raises(DeadlineExceeded):
+            await dep.infer(_rows([1]), 1, ((1,),), timeout_s=0.05)
+        await _until(lambda: len(backend.started) == 2)  # killed, then restarted
+        assert not backend.started[0].alive()
+        backend.delay_s = 0.0
+        await _until(lambda: dep.ready_replicas == 1)
+        assert (await dep.infer(_rows([2]), 1, ((1,),)))["y"].item() == 2.0
+        await dep.stop(1.0)
+    asyncio.run(main())

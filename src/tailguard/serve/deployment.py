@@ -46,6 +46,7 @@ RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 30.0
 HEALTHY_RESET_S = 30.0  # a replica up this long resets its restart backoff
 MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
+HANG_GRACE_S = 5.0  # a batch running this long past its last deadline means a hung replica
 _EWMA = 0.2  # weight of the newest batch in the service-time estimates
 
 
@@ -428,9 +429,19 @@ class Deployment:
             self._inflight += 1
             self._inflight_rows += rows
             slot.busy = True
+            # A replica still busy well past every deadline in its batch is hung (stopped,
+            # deadlocked): its requests have had their 504; kill it so the slot restarts.
+            hang_after = max(p.deadline for p in batch) - now + HANG_GRACE_S
             try:
-                reply = await handle.infer(next(self._batch_ids), tensors)
+                reply = await asyncio.wait_for(handle.infer(next(self._batch_ids), tensors),
+                                               hang_after)
             except ReplicaDied:
+                self._retry_or_fail(batch)
+                return
+            except TimeoutError:
+                log.error("replica %s (pid %s) hung for %.1f s on one batch; killing it",
+                          handle.name, handle.pid, hang_after)
+                await handle.stop(timeout_s=0.0)
                 self._retry_or_fail(batch)
                 return
             finally:
