@@ -295,6 +295,7 @@ class Trainer:
         job, plan = self.job, self.plan
         start_step = self.state.step
         self._emit("start", world_size=self.ws, per_rank_batch=plan.per_rank_batch,
+                   global_batch=plan.global_batch,
                    total_steps=self.total_steps, resumed_from_step=start_step if
                    self.resumed_from else None, parallel=job.parallel.value,
                    device=str(self.device))
@@ -333,7 +334,10 @@ class Trainer:
                         rate = rows / max(1e-9, now - tick)
                         self._emit("step", step=step, epoch=self.state.epoch, loss=last_loss,
                                    lr=self.optimizer.param_groups[0]["lr"], samples_per_s=rate)
-                        bar.update(step, f"loss {last_loss:.4f}")
+                        shown = self.job.objective.metric.value
+                        held_out = (f" {shown} {eval_metrics[shown]:.4f}"
+                                    if shown in eval_metrics else "")
+                        bar.update(step, f"loss {last_loss:.4f}{held_out}")
                     if (job.eval_every_steps and step % job.eval_every_steps == 0
                             and self.eval_ds is not None):
                         eval_metrics, stop = self._eval_and_target()

@@ -42,6 +42,10 @@ def run_worker(args: argparse.Namespace) -> None:
 
     job = TrainJob.model_validate_json(paths.job.read_text())
     cuda = job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available())
+    if cuda and torch.cuda.device_count() < args.world_size:
+        raise RuntimeError(f"{args.world_size} workers need {args.world_size} GPUs for NCCL "
+                           f"(one each); found {torch.cuda.device_count()}. Lower world_size "
+                           "or set device: cpu")
     store = dist.TCPStore(  # type: ignore[attr-defined]
         args.store_host, args.store_port, args.world_size, is_master=False,
         timeout=timedelta(seconds=job.startup_timeout_s))
