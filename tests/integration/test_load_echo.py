@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import subprocess
@@ -99,6 +100,35 @@ def test_closed_loop_gets_only_200s_at_a_plausible_rate(echo_url: str) -> None:
     assert [s.elapsed_s for s in snapshots] == sorted(s.elapsed_s for s in snapshots)
     assert snapshots[-1].in_flight == 0
     assert snapshots[-1].completed == snapshots[-1].sent >= result.requests
+
+
+class _Cycle:
+    """Garbage someone else left: a reference cycle whose finaliser notes when it ran."""
+
+    def __init__(self, ran_at: list[float]) -> None:
+        self.me = self
+        self.ran_at = ran_at
+
+    def __del__(self) -> None:
+        self.ran_at.append(time.perf_counter())
+
+
+def test_a_run_leaves_the_rest_of_the_process_garbage_alone(echo_url: str) -> None:
+    # Regression: run_load began with gc.collect(), which ran the finalisers of any garbage
+    # left by earlier code inside the run. In a full test run a leaked DataLoader iterator
+    # (it joins 2 workers with a 5 s timeout each) turned a 1.2 s run into 11.6 s.
+    ran_at: list[float] = []
+    keep = [_Cycle(ran_at)]
+    gc.collect()  # now in the oldest generation, like a leak from an earlier test
+    del keep
+    start = time.perf_counter()
+    result = run_load(LoadSpec(echo_url, model="echo", concurrency=2, duration_s=0.2))
+    end = time.perf_counter()
+    assert result.ok > 0
+    assert not [t for t in ran_at if start <= t <= end]
+    assert gc.isenabled()
+    gc.collect()
+    assert ran_at  # it was garbage all along, collected once the run was over
 
 
 def test_open_loop_latency_includes_the_server_delay(echo_url: str) -> None:

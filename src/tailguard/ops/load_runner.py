@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -477,23 +480,52 @@ class _OpenLoop(_Engine):
                             self._completed, self._ok, self._inflight)
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a run is measured; nested and concurrent runs share it.
+
+    A collection pause mid-run would show up as a latency spike, so the collector is off for
+    the run. It is *not* run first (``gc.collect()``): a full collection runs the finalisers
+    of whatever garbage the rest of the process left behind, and those can block for
+    seconds (a leaked ``DataLoader`` iterator joins each worker with a 5 s timeout), all
+    inside the measured run. ``gc.freeze()`` instead parks every existing object in the
+    permanent generation, so even a collection someone forces during the run only scans
+    what the run allocated; the objects return to the oldest generation afterwards.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+            gc.freeze()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.unfreeze()
+                if _gc_was_enabled:
+                    gc.enable()
+
+
 async def run_load_async(
     spec: LoadSpec, progress: ProgressCallback | None = None
 ) -> LoadResult:
     """Run ``spec`` on the running event loop and summarise it (see :func:`run_load`)."""
-    target = Target.parse(spec.url)
-    bodies = await resolve_bodies(spec, target)
-    path = route(spec.protocol, spec.model)
-    requests = [build_request(target, "POST", path, body, spec.headers()) for body in bodies]
-    engine_type = _ClosedLoop if spec.mode == "closed" else _OpenLoop
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()  # a collection pause mid-run would show up as a latency spike
-    try:
+    with gc_paused():
+        target = Target.parse(spec.url)
+        bodies = await resolve_bodies(spec, target)
+        path = route(spec.protocol, spec.model)
+        requests = [build_request(target, "POST", path, body, spec.headers()) for body in bodies]
+        engine_type = _ClosedLoop if spec.mode == "closed" else _OpenLoop
         recording = await engine_type(spec, target, requests, progress).run()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return summarize(recording)
 
 
