@@ -64,3 +64,7 @@ def test_schedule_warmup_then_cosine_to_floor() -> None:
     assert lr_factor(spec, 12, 20) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_factor(spec, 20, 20) == pytest.approx(0.1)
     assert lr_factor(ScheduleSpec(), 1000, 20) == 1.0
+    warmup = ScheduleSpec(name="warmup", warmup_steps=2)
+    assert [lr_factor(warmup, s, 20) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="warmup_steps > 0"):
+        ScheduleSpec(name="warmup")

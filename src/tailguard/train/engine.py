@@ -24,7 +24,7 @@ from typing import IO, Any, Protocol
 
 from tailguard.artifacts import ArtifactError, Registry, tailguard_home
 from tailguard.train.checkpoint import CheckpointStore
-from tailguard.train.job import JobError, TrainJob
+from tailguard.train.job import DataSpec, JobError, TrainJob
 from tailguard.train.metrics import MetricsWriter, read_events
 from tailguard.train.runs import RunPaths, latest_run, new_run_id, read_json, run_paths, write_json
 from tailguard.train.supervision import (
@@ -122,6 +122,21 @@ class LocalEngine:
             return found
         return run_paths(new_run_id(job.name), self.home)
 
+    @staticmethod
+    def _preflight(job: TrainJob) -> None:
+        """Mistakes every worker would repeat fail here once, not after max_restarts tries."""
+        from tailguard.train.builtin_models import resolve_builder
+
+        try:
+            resolve_builder(job.model.builder)
+        except ValueError as exc:
+            raise JobError(str(exc)) from exc
+        if job.data.dataset_factory == DataSpec.model_fields["dataset_factory"].default:
+            for role, path in (("train", job.data.train), ("eval", job.data.eval)):
+                if path is not None and not (Path(path) / "index.json").is_file():
+                    raise JobError(f"data.{role}: {path} is not a dataset directory (no "
+                                   "index.json); create it with `tailguard data ingest`")
+
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,
                port: int) -> list[_Worker]:
@@ -181,6 +196,7 @@ class LocalEngine:
             ) -> TrainResult:
         import torch.distributed as dist
 
+        self._preflight(job)
         paths = self._paths(job, resume, run_id)
         paths.root.mkdir(parents=True, exist_ok=True)
         if paths.job.is_file() and read_json(paths.job).get("name") != job.name:

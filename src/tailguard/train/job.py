@@ -102,12 +102,18 @@ class OptimizerSpec(_Spec):
 
 class ScheduleSpec(_Spec):
     """Learning-rate factor as a pure function of the step (so resuming needs only the step):
-    linear warm-up over ``warmup_steps``, then ``constant`` or ``cosine`` decay to
-    ``min_lr_ratio`` at the last step."""
+    linear warm-up over ``warmup_steps``, then ``constant`` (``warmup`` is its alias that
+    requires warm-up steps) or ``cosine`` decay to ``min_lr_ratio`` at the last step."""
 
-    name: Literal["constant", "cosine"] = "constant"
+    name: Literal["constant", "warmup", "cosine"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _warmup_has_steps(self) -> ScheduleSpec:
+        if self.name == "warmup" and self.warmup_steps == 0:
+            raise ValueError("schedule 'warmup' needs warmup_steps > 0")
+        return self
 
 
 class TargetSpec(_Spec):

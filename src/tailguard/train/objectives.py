@@ -84,7 +84,7 @@ def lr_factor(spec: ScheduleSpec, step: int, total_steps: int) -> float:
     """Multiplier of the base learning rate for optimiser step ``step`` (0-based)."""
     if spec.warmup_steps and step < spec.warmup_steps:
         return (step + 1) / spec.warmup_steps
-    if spec.name == "constant":
+    if spec.name in ("constant", "warmup"):
         return 1.0
     decay_steps = max(1, total_steps - spec.warmup_steps)
     progress = min(1.0, (step - spec.warmup_steps) / decay_steps)
