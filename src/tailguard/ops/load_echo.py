@@ -9,7 +9,11 @@ little as possible and the numbers measure the generator. It speaks the two rout
   first; ``closing`` answers with ``Connection: close``), 404 for an unknown model, 400
   with ``--validate`` when the body does not match the declared inputs;
 - ``POST /v1/embeddings``: a fixed embedding for a known model;
-- ``GET /v2/health/ready``: 200.
+- ``GET /v2/health/ready``: 200;
+- ``GET /stats``: how many infer/embeddings requests came with each ``Authorization`` header
+  (``{"auth": {"Bearer k1": 12, "": 3}}``), so tests can check what keys reached the server;
+- ``GET /metrics`` with ``--metrics``: Prometheus text with ``tailguard_replicas_ready`` (1)
+  and ``tailguard_queue_depth`` (requests in flight) for deployment ``echo``; 404 otherwise.
 
 ``--drop`` runs instead a server that reads each request and closes the connection without an
 answer. Run it as ``python -m tailguard.ops.load_echo [--port 0]``: it binds first, prints the
@@ -98,12 +102,26 @@ def _flatten(data: Any) -> list[Any]:
     return [data]
 
 
-def make_app(delay_ms: float = 50.0, validate: bool = False) -> App:
-    """The echo ASGI app; ``slow`` answers after ``delay_ms``; ``validate`` checks bodies."""
+def make_app(delay_ms: float = 50.0, validate: bool = False, metrics: bool = False) -> App:
+    """The echo ASGI app; ``slow`` answers after ``delay_ms``; ``validate`` checks bodies;
+    ``metrics`` serves ``/metrics``."""
+    auth_counts: dict[str, int] = {}
+    in_flight = [0]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if scope["method"] == "POST":
+            auth = next((v.decode("latin-1") for k, v in scope["headers"]
+                         if k == b"authorization"), "")
+            auth_counts[auth] = auth_counts.get(auth, 0) + 1
+        in_flight[0] += 1
+        try:
+            await _answer(scope, receive, send)
+        finally:
+            in_flight[0] -= 1
+
+    async def _answer(scope: Scope, receive: Receive, send: Send) -> None:
         body = b""
         more = True
         while more:
@@ -143,6 +161,18 @@ def make_app(delay_ms: float = 50.0, validate: bool = False) -> App:
             return 200, _EMBEDDING
         if path == "/v2/health/ready":
             return 200, b"{}"
+        if method == "GET" and path == "/stats":
+            return 200, json.dumps({"auth": auth_counts}).encode()
+        if method == "GET" and path == "/metrics" and metrics:
+            depth = in_flight[0] - 1  # not counting this scrape
+            return 200, (
+                "# HELP tailguard_queue_depth Rows waiting in the deployment queue\n"
+                "# TYPE tailguard_queue_depth gauge\n"
+                f'tailguard_queue_depth{{deployment="echo"}} {depth}\n'
+                "# HELP tailguard_replicas_ready Replicas ready to serve\n"
+                "# TYPE tailguard_replicas_ready gauge\n"
+                'tailguard_replicas_ready{deployment="echo"} 1.0\n'
+            ).encode()
         return 404, b'{"error":"no route"}'
 
     return app
@@ -171,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-ms", type=float, default=50.0, help="delay of model 'slow'")
     parser.add_argument("--validate", action="store_true", help="check V2 bodies (slower)")
     parser.add_argument("--drop", action="store_true", help="close every connection unanswered")
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics")
     args = parser.parse_args(argv)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -187,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        make_app(args.delay_ms, args.validate),
+        make_app(args.delay_ms, args.validate, args.metrics),
         loop="uvloop",
         http="httptools",
         lifespan="off",

@@ -27,45 +27,48 @@ Definitions (the ones that matter for honest numbers):
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-# Negative codes in Recording.code; positive codes are HTTP statuses; 0 = never finished.
-CODE_TIMEOUT = -1
-CODE_CONNECT = -2
-CODE_CLOSED = -3
-CODE_PROTOCOL = -4
-CODE_NOT_SENT = -5
-ERROR_NAMES: dict[int, str] = {
-    0: "unfinished",
-    CODE_TIMEOUT: "timeout",
-    CODE_CONNECT: "connect",
-    CODE_CLOSED: "closed",
-    CODE_PROTOCOL: "protocol",
-    CODE_NOT_SENT: "not_sent",
-}
+from tailguard.ops.load_stats import (
+    CODE_CLOSED,
+    CODE_CONNECT,
+    CODE_NOT_SENT,
+    CODE_PROTOCOL,
+    CODE_TIMEOUT,
+    ERROR_NAMES,
+    GroupStats,
+    StatusLatency,
+    error_name,
+    group_stats,
+    ms,
+    percentiles,
+    tenant_stats,
+)
+
+if TYPE_CHECKING:
+    from tailguard.ops.load_metrics import ServerSeries
+
+__all__ = [
+    "CODE_CLOSED",
+    "CODE_CONNECT",
+    "CODE_NOT_SENT",
+    "CODE_PROTOCOL",
+    "CODE_TIMEOUT",
+    "ERROR_NAMES",
+    "MAX_SEND_ERROR_P99_MS",
+    "LoadResult",
+    "Recording",
+    "error_name",
+    "format_text",
+    "percentiles",
+    "summarize",
+]
+
 # Above this send-time error P99 the open-loop generator is judged to have fallen behind.
 MAX_SEND_ERROR_P99_MS = 1.0
-
-
-def error_name(code: int) -> str:
-    """``http_404`` for an HTTP status, ``timeout``/``connect``/``closed``/… otherwise."""
-    return f"http_{code}" if code > 0 else ERROR_NAMES.get(code, f"code_{code}")
-
-
-def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float | None]:
-    """Nearest-rank percentiles (``qs`` in percent) of ``values``; None for an empty array."""
-    n = values.size
-    if n == 0:
-        return [None for _ in qs]
-    # Rank ceil(q/100 * n), computed so that 99.9 % of 1000 is rank 999, not 1000 by rounding.
-    ranks = [min(n, max(1, math.ceil(round(q * n / 100.0, 9)))) for q in qs]
-    ordered = np.partition(values, sorted({r - 1 for r in ranks}))
-    return [float(ordered[r - 1]) for r in ranks]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +76,10 @@ class Recording:
     """The raw record of one run: one slot per request, times from ``time.perf_counter``.
 
     ``sent_s`` and ``done_s`` are NaN for a request never sent or never finished; ``code`` is
-    the HTTP status or one of the negative ``CODE_*`` values.
+    the HTTP status or one of the negative ``CODE_*`` values; ``tenant`` (int16) indexes
+    ``tenant_names`` when the run had a tenant mix; ``server`` holds what ``/metrics`` said
+    during the run when it was scraped; ``started_s`` is when the run began (warm-up
+    included).
     """
 
     intended_s: np.ndarray
@@ -89,6 +95,10 @@ class Recording:
     waited_for_connection: int = 0
     max_connections: int | None = None
     queued: np.ndarray | None = None  # bool per request: waited for a connection (open loop)
+    tenant: np.ndarray | None = None
+    tenant_names: tuple[str, ...] = ()
+    server: ServerSeries | None = None
+    started_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,12 @@ class LoadResult:
     max_connections: int | None = None
     fell_behind: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    slo_ms: float | None = None
+    goodput_rps: float | None = None
+    slo_attainment_pct: float | None = None
+    status_latency_ms: StatusLatency = field(default_factory=dict)
+    tenants: dict[str, GroupStats] = field(default_factory=dict)
+    server_metrics: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -127,10 +143,6 @@ class LoadResult:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False)
-
-
-def _ms(x: float | None) -> float | None:
-    return None if x is None else round(x * 1000.0, 4)
 
 
 @dataclass
@@ -177,46 +189,38 @@ def _open_loop_verdict(rec: Recording, measured: np.ndarray) -> _Verdict:
     return v
 
 
-def summarize(rec: Recording) -> LoadResult:
-    """Percentiles, rates, errors by kind and the fell-behind verdict of one recording."""
+def summarize(rec: Recording, slo_ms: float | None = None) -> LoadResult:
+    """Percentiles, rates, errors by kind and the fell-behind verdict of one recording; with
+    ``slo_ms``, goodput and SLO attainment; per tenant when the run had a tenant mix."""
     duration = rec.window_end_s - rec.window_start_s
     if duration <= 0:
         raise ValueError("the measurement window must have a positive length")
     measured = (rec.intended_s >= rec.window_start_s) & (rec.intended_s < rec.window_end_s)
-    code = rec.code[measured]
-    ok_mask = (code >= 200) & (code < 300)
-    latency = rec.done_s[measured][ok_mask] - rec.intended_s[measured][ok_mask]
-
-    completed = rec.code > 0
-    in_window = completed & (rec.done_s >= rec.window_start_s) & (rec.done_s < rec.window_end_s)
-    ok_in_window = in_window & (rec.code >= 200) & (rec.code < 300)
-
-    kinds, counts = np.unique(code[~ok_mask], return_counts=True)
-    errors = {error_name(int(k)): int(n) for k, n in zip(kinds, counts, strict=True)}
-
-    p50, p90, p99, p999 = percentiles(latency, (50, 90, 99, 99.9))
-    mean = float(latency.mean()) if latency.size else None
-    peak = float(latency.max()) if latency.size else None
-
+    g = group_stats(rec.intended_s, rec.done_s, rec.code, rec.window_start_s, rec.window_end_s,
+                    slo_ms)
+    tenants: dict[str, GroupStats] = {}
+    if rec.tenant is not None and rec.tenant_names:
+        tenants = tenant_stats(rec.tenant, rec.tenant_names, rec.intended_s, rec.done_s,
+                               rec.code, rec.window_start_s, rec.window_end_s, slo_ms)
     verdict = _open_loop_verdict(rec, measured) if rec.mode == "open" else _Verdict()
     return LoadResult(
         mode=rec.mode,
-        requests=int(np.count_nonzero(measured)),
-        ok=int(np.count_nonzero(ok_mask)),
-        errors=errors,
-        rps=round(int(np.count_nonzero(in_window)) / duration, 3),
-        ok_rps=round(int(np.count_nonzero(ok_in_window)) / duration, 3),
-        p50_ms=_ms(p50),
-        p90_ms=_ms(p90),
-        p99_ms=_ms(p99),
-        p999_ms=_ms(p999),
-        mean_ms=_ms(mean),
-        max_ms=_ms(peak),
+        requests=g.requests,
+        ok=g.ok,
+        errors=g.errors,
+        rps=g.rps,
+        ok_rps=g.ok_rps,
+        p50_ms=g.p50_ms,
+        p90_ms=g.p90_ms,
+        p99_ms=g.p99_ms,
+        p999_ms=g.p999_ms,
+        mean_ms=g.mean_ms,
+        max_ms=g.max_ms,
         duration_s=round(duration, 6),
-        send_error_p50_ms=_ms(verdict.send_p50),
-        send_error_p99_ms=_ms(verdict.send_p99),
-        send_error_max_ms=_ms(verdict.send_max),
-        schedule_lag_p99_ms=_ms(verdict.lag_p99),
+        send_error_p50_ms=ms(verdict.send_p50),
+        send_error_p99_ms=ms(verdict.send_p99),
+        send_error_max_ms=ms(verdict.send_max),
+        schedule_lag_p99_ms=ms(verdict.lag_p99),
         offered_rps=rec.offered_rps,
         concurrency=rec.concurrency,
         connections_opened=rec.connections_opened,
@@ -224,10 +228,16 @@ def summarize(rec: Recording) -> LoadResult:
         max_connections=rec.max_connections,
         fell_behind=bool(verdict.warnings),
         warnings=tuple(verdict.warnings),
+        slo_ms=slo_ms,
+        goodput_rps=g.goodput_rps,
+        slo_attainment_pct=g.slo_attainment_pct,
+        status_latency_ms=g.status_latency_ms,
+        tenants=tenants,
+        server_metrics=None if rec.server is None else rec.server.describe(),
     )
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x: float | int | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
@@ -254,9 +264,35 @@ def format_text(result: LoadResult) -> str:
             f"p99 {_fmt(result.send_error_p99_ms)}  max {_fmt(result.send_error_max_ms)}  "
             f"(schedule lag p99 {_fmt(result.schedule_lag_p99_ms)})"
         )
-    if result.errors:
-        kinds = "  ".join(f"{k} {n}" for k, n in sorted(result.errors.items()))
-        lines.append(f"errors  {kinds}")
-    else:
-        lines.append("errors  none")
+    if result.slo_ms is not None:
+        lines.append(f"SLO {result.slo_ms:g} ms  goodput {_fmt(result.goodput_rps)} req/s  "
+                     f"attainment {_fmt(result.slo_attainment_pct)} %")
+    lines.append(_errors_line(result.errors))
+    for status, s in sorted(result.status_latency_ms.items()):
+        lines.append(f"  http {status}: {s['count']} answers, latency ms p50 "
+                     f"{_fmt(s['p50'])}  p99 {_fmt(s['p99'])}")
+    if result.tenants:
+        lines.append(_tenant_table(result))
+    if result.server_metrics is not None:
+        lines.append(f"server /metrics: {result.server_metrics}")
     return "\n".join(lines)
+
+
+def _errors_line(errors: dict[str, int]) -> str:
+    if not errors:
+        return "errors  none"
+    return "errors  " + "  ".join(f"{k} {n}" for k, n in sorted(errors.items()))
+
+
+def _tenant_table(result: LoadResult) -> str:
+    slo = result.slo_ms is not None
+    head = f"{'tenant':<16} {'requests':>9} {'ok':>9} {'ok/s':>9} {'p50':>8} {'p99':>8} " \
+           f"{'p99.9':>8}" + (f" {'goodput/s':>10} {'attain%':>8}" if slo else "") + "  errors"
+    rows = [head]
+    for name, t in result.tenants.items():
+        row = (f"{name[:16]:<16} {t.requests:>9} {t.ok:>9} {t.ok_rps:>9.1f} "
+               f"{_fmt(t.p50_ms):>8} {_fmt(t.p99_ms):>8} {_fmt(t.p999_ms):>8}")
+        if slo:
+            row += f" {_fmt(t.goodput_rps):>10} {_fmt(t.slo_attainment_pct):>8}"
+        rows.append(row + "  " + _errors_line(t.errors).removeprefix("errors  "))
+    return "\n".join(rows)
