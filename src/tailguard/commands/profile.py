@@ -65,6 +65,10 @@ def profile(
                    f"{t.mean_ms:>10.2f}{t.rows_per_s:>10.1f}{mark}")
     typer.echo(f"max throughput per replica: {result.max_rows_per_s:.1f} rows/s "
                f"at batch {result.best_batch_size}")
+    if result.cpu_share is not None:
+        # A CPU-bound single-threaded model with a core to itself shows about 1.0; less
+        # means other load on the machine slowed the measurement down.
+        typer.echo(f"CPU seconds per wall second while timing: {result.cpu_share:.2f}")
     for where in stored:
         typer.echo(f"stored: {where}")
 

@@ -83,6 +83,9 @@ class ModelProfile:
     process_rss_mb: float
     setup_s: float
     measured_at: str
+    # Process CPU seconds per wall second while timing: ~1 for a single-threaded model with
+    # a core of its own; well below 1 means other load slowed the measurement down.
+    cpu_share: float | None = None
 
     @property
     def best(self) -> BatchTiming:
@@ -115,6 +118,7 @@ class ModelProfile:
             "process_rss_mb": self.process_rss_mb,
             "setup_s": self.setup_s,
             "measured_at": self.measured_at,
+            "cpu_share": self.cpu_share,
             "cpu_count": os.cpu_count(),
         }
 
@@ -127,7 +131,7 @@ class ModelProfile:
         )
         return cls(str(data["deployment"]), str(data["model"]), timings,
                    float(data["memory_mb"]), float(data["process_rss_mb"]),
-                   float(data["setup_s"]), str(data["measured_at"]))
+                   float(data["setup_s"]), str(data["measured_at"]), data.get("cpu_share"))
 
 
 def rss_bytes() -> int:
@@ -211,8 +215,10 @@ def profile_model(model: Model, name: str, batch_sizes: Sequence[int], seconds: 
     setup_s = time.perf_counter() - t0
     rss1 = rss_bytes()
     rng = np.random.default_rng(seed)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     timings = tuple(_time_batch(model, generate_inputs(model.input_specs, b, rng), seconds)
                     for b in sorted(set(batch_sizes)))
+    cpu_share = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
     return ModelProfile(
         deployment=name,
         model=model_ref or f"{type(model).__module__}:{type(model).__qualname__}",
@@ -221,6 +227,7 @@ def profile_model(model: Model, name: str, batch_sizes: Sequence[int], seconds: 
         process_rss_mb=round(rss1 / 2**20, 2),
         setup_s=round(setup_s, 4),
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        cpu_share=round(cpu_share, 3),
     )
 
 
