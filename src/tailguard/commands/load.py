@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from tailguard.ops import LoadProgress, LoadSpec, format_text, run_load
+from tailguard.ops import LoadProgress, LoadSpec, format_text, run_load_recording
 from tailguard.ops.load_client import LoadTargetError
+from tailguard.ops.load_tenants import TenantFileError, read_tenants
 from tailguard.ops.payloads import PayloadError, read_payloads_file
 
 
@@ -38,9 +39,25 @@ def load(
         "--concurrency", "-c", help="Closed loop: C workers sending back-to-back")] = None,
     rate: Annotated[float | None, typer.Option(
         "--rate", "-r", help="Open loop: offered requests per second")] = None,
-    arrival: Annotated[str, typer.Option(help="Open loop arrivals: poisson or constant")] = (
+    arrival: Annotated[str, typer.Option(
+        help="Open loop arrivals: poisson or constant (with --rate), or a TRACE: "
+             "gamma:rate=200,cv=3  mmpp:low=50,high=500,switch=0.5  "
+             "diurnal:mean=200,amp=0.8,period=60  step:rates=100/400,every=10  "
+             "spike:base=100,peak=800,at=5,width=2 (a missing rate comes from --rate)")] = (
         "poisson"
     ),
+    trace: Annotated[str | None, typer.Option(
+        help="Replay arrivals from a CSV: csv:FILE[,format=timestamps|counts|azure]"
+             "[,scale=X] (timestamps in s, or per-minute counts as in the Azure Functions "
+             "trace)")] = None,
+    tenants: Annotated[Path | None, typer.Option(
+        help="YAML/JSON tenant mix: a list of {name, api_key, weight}, or "
+             "{zipf: S, tenants: [...]}; each request is sent with its tenant's key")] = None,
+    slo_ms: Annotated[float | None, typer.Option(
+        "--slo-ms", help="Latency objective: report goodput and SLO attainment")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write a self-contained HTML report (plots over time, server replicas and "
+             "queue depth from /metrics)")] = None,
     duration: Annotated[float, typer.Option("--duration", "-d", help="Measured seconds")] = 10.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring")] = 0.0,
     timeout: Annotated[float, typer.Option(help="Seconds before a request times out")] = 30.0,
@@ -61,18 +78,24 @@ def load(
 
     Closed loop (--concurrency C) keeps C requests in flight.
 
-    Open loop (--rate R) measures latency from each intended send time, and warns when the
-    generator itself fell behind.
+    Open loop (--rate R, --arrival TRACE or --trace csv:FILE) measures latency from each
+    intended send time, and warns when the generator itself fell behind.
+
+    --tenants shares requests among tenants (weights or Zipf), each with its key, and
+    reports per tenant; --slo-ms adds goodput and SLO attainment; --report writes one
+    self-contained HTML file with plots over time.
     """
     try:
         bodies = read_payloads_file(payloads) if payloads is not None else ()
         spec = LoadSpec(
             url=url, model=model, protocol=protocol, concurrency=concurrency, rate_rps=rate,
-            arrival=arrival, duration_s=duration, warmup_s=warmup, timeout_s=timeout,
-            bodies=bodies, inputs=tuple(inputs or ()), api_key=api_key,
+            arrival=_arrival(arrival, trace), duration_s=duration, warmup_s=warmup,
+            timeout_s=timeout, bodies=bodies, inputs=tuple(inputs or ()), api_key=api_key,
             max_connections=connections, seed=seed,
+            tenants=read_tenants(tenants) if tenants is not None else None, slo_ms=slo_ms,
+            scrape_metrics=report is not None,
         )
-    except (ValueError, PayloadError) as exc:
+    except (ValueError, PayloadError, TenantFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -86,10 +109,21 @@ def load(
 
     try:
         with live if live is not None else nullcontext():
-            result = run_load(spec, progress if live is not None else None)
+            result, recording = run_load_recording(spec, progress if live is not None else None)
     except (PayloadError, LoadTargetError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except ValueError as exc:  # e.g. a trace file that cannot be read
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    if report is not None:
+        from tailguard.ops.load_html import write_report
+        from tailguard.ops.load_timeline import timeline
+
+        write_report(report, result, timeline(recording, 1.0, spec.slo_ms),
+                     title=f"tailguard load: {model} at {url}")
+        typer.echo(f"report: {report}", err=True)
 
     if json_output:
         for warning in result.warnings:
@@ -99,6 +133,15 @@ def load(
         typer.echo(format_text(result))
     if result.ok == 0:
         raise typer.Exit(1)
+
+
+def _arrival(arrival: str, trace: str | None) -> str:
+    """``--trace`` is a replay: ``csv:FILE`` (a bare FILE is taken as CSV)."""
+    if trace is None:
+        return arrival
+    if arrival != "poisson":
+        raise ValueError("give --arrival or --trace, not both")
+    return trace if ":" in trace.split(",")[0] else f"csv:{trace}"
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -81,7 +82,11 @@ class LoadSpec:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.is_trace:
             text = self.trace_text()  # raises ValueError saying what is wrong with the trace
-            if not any(spec.kind == "csv" for spec in traces.parse_trace(text)):
+            parts = traces.parse_trace(text)
+            for part in parts:
+                if part.kind == "csv" and not Path(part.path or "").is_file():
+                    raise ValueError(f"trace file {part.path!r} not found")
+            if not any(part.kind == "csv" for part in parts):
                 traces.generate(text, 1e-3, self.seed)  # a missing or bad parameter fails now
         elif self.arrival not in ARRIVALS:
             raise ValueError(f"arrival must be one of {ARRIVALS} or a trace, got "
