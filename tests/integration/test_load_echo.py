@@ -19,7 +19,14 @@ import typer
 from typer.testing import CliRunner
 
 from tailguard.commands import load as load_command
-from tailguard.ops import LoadProgress, LoadResult, LoadSpec, run_load, run_load_async
+from tailguard.ops import (
+    LoadProgress,
+    LoadResult,
+    LoadSpec,
+    run_load,
+    run_load_async,
+    run_load_recording,
+)
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -175,6 +182,20 @@ def test_unknown_model_is_classified_as_404(echo_url: str) -> None:
     assert set(result.errors) == {"http_404"}
     assert result.errors["http_404"] == result.requests > 0
     assert result.p50_ms is None  # no success, no latency
+
+
+def test_missing_metrics_is_skipped_and_404s_have_their_latency(echo_url: str) -> None:
+    # This target has no /metrics: the run goes on, and says why nothing was scraped.
+    result, rec = run_load_recording(LoadSpec(
+        echo_url, model="nope", inputs=("INPUT0:FP32=[[1.0]]",), concurrency=2,
+        duration_s=0.3, scrape_metrics=True))
+    assert rec.server is not None and rec.server.scrapes == 0
+    assert rec.server.error == "GET /metrics answered 404"
+    assert result.server_metrics is not None and result.server_metrics.startswith(
+        "not available (GET /metrics answered 404)")
+    s = result.status_latency_ms["404"]
+    assert s["count"] == result.requests > 0
+    assert s["p50"] is not None and s["p99"] is not None and 0 < s["p50"] <= s["p99"]
 
 
 def test_timeouts_are_classified(echo_url: str) -> None:
