@@ -5,6 +5,8 @@ In one run, on this machine:
 1. `tailguard profile minilm` measures service time per batch size in-process (threads 1);
 2. `tailguard plan --rate R --slo-ms S` (a one-type price table: this machine, one replica per
    instance) picks the fewest replicas whose simulated P99 meets S, and predicts that P99;
+   plus the serving overhead (``--overhead-ms``: the P50 of the echo model at the same
+   rate, measured just before on a server of its own; ``--no-overhead`` leaves it out);
 3. `tailguard serve` runs minilm with that many replicas, and `tailguard load --rate R`
    (open loop, Poisson, latency from the intended send time) measures the real P99, with
    request bodies drawn like the profile's inputs (short sentences).
@@ -88,10 +90,11 @@ def _busy_s(url: str) -> float:
     return 0.0
 
 
-def _plan(config: Path, prices: Path, args: argparse.Namespace,
-          env: dict[str, str]) -> dict[str, Any]:
+def _plan(config: Path, prices: Path, args: argparse.Namespace, env: dict[str, str],
+          overhead_ms: float) -> dict[str, Any]:
     plan = _cli("plan", "--deployment", "minilm", "--config", str(config), "--rate", str(args.rate),
                 "--slo-ms", str(args.slo_ms), "--prices", str(prices), "--duration", "120",
+                "--overhead-ms", f"{overhead_ms:.3f}",
                 "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
                 env=env)
     return dict(plan["choices"][0])
@@ -105,6 +108,8 @@ def main() -> None:
     ap.add_argument("--profile-seconds", type=float, default=1.5, help="per batch size")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
+    ap.add_argument("--no-overhead", dest="overhead", action="store_false",
+                    help="do not add the echo-measured serving overhead to the prediction")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tailguard-plan-validation-"))
@@ -123,7 +128,20 @@ def main() -> None:
                 "--seconds", str(args.profile_seconds), env=env)
     print("profile: " + ", ".join(f"b{b['batch_size']} {b['mean_ms']:.1f} ms"
                                    for b in prof["batches"]), file=sys.stderr)
-    choice = _plan(config, prices, args, env)
+    # The path around the model (HTTP, JSON, queue, IPC to the replica, the load generator):
+    # the P50 of the echo model at the same rate, on a server of its own, as measured now.
+    echo_port = free_port()
+    echo_cfg = work / "serve-echo.yaml"
+    echo_cfg.write_text(yaml.safe_dump({"port": echo_port, "deployments": [
+        {"name": "echo", "model": "tailguard.models.echo:Echo", "max_wait_ms": 0}]}))
+    with Server([PY, "-m", "tailguard", "serve", "--config", str(echo_cfg)], echo_port,
+                "plan-val-echo") as srv:
+        echo = load(srv.url, "echo", "--rate", str(args.rate), "--duration", "8",
+                    "--warmup", "2")
+    overhead_ms = float(echo["p50_ms"]) if args.overhead else 0.0
+    print(f"echo P50 {echo['p50_ms']:.2f} ms (overhead used: {overhead_ms:.2f} ms)",
+          file=sys.stderr)
+    choice = _plan(config, prices, args, env, overhead_ms)
     if not choice["meets_slo"]:
         raise SystemExit(f"the plan cannot meet {args.slo_ms} ms at {args.rate} req/s: "
                          f"{choice['note']}")
@@ -151,7 +169,8 @@ def main() -> None:
     # At the replica count that ran, simulated as the plan does.
     arrivals = plan_arrivals(rate_rps=args.rate, duration_s=120.0)
     diag_p99 = sim_p99_ms(arrivals, 120.0, service_profile_from_dict(scaled, args.max_batch),
-                          replicas, PlanConfig(max_wait_ms=args.max_wait_ms))
+                          replicas, PlanConfig(max_wait_ms=args.max_wait_ms,
+                                               overhead_ms=overhead_ms))
     diag_ratio = measured / diag_p99 if measured and diag_p99 else float("nan")
     print(f"rate {args.rate:g} req/s, {replicas} replicas, SLO {args.slo_ms:g} ms")
     print(f"predicted P99 {predicted:.1f} ms (plan: profile + simulator)")
@@ -167,6 +186,7 @@ def main() -> None:
     print(json.dumps({
         "rate_rps": args.rate, "slo_ms": args.slo_ms, "replicas": replicas,
         "predicted_p99_ms": round(predicted, 3), "measured_p99_ms": measured,
+        "overhead_ms": round(overhead_ms, 3),
         "measured_p50_ms": result["p50_ms"], "ratio": round(ratio, 4),
         "within_25pct": bool(0.75 <= ratio <= 1.25), "load_fell_behind": result["fell_behind"],
         "profile_cpu_share": round(profile_share, 3), "serve_cpu_share": round(serve_share, 3),
