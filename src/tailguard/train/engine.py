@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -29,6 +29,7 @@ from tailguard.train.metrics import MetricsWriter, read_events
 from tailguard.train.runs import RunPaths, latest_run, new_run_id, read_json, run_paths, write_json
 from tailguard.train.supervision import (
     Action,
+    Decision,
     GroupSnapshot,
     SupervisorConfig,
     SupervisorState,
@@ -194,8 +195,6 @@ class LocalEngine:
     # -- the supervision loop ------------------------------------------------------------
     def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None
             ) -> TrainResult:
-        import torch.distributed as dist
-
         self._preflight(job)
         paths = self._paths(job, resume, run_id)
         paths.root.mkdir(parents=True, exist_ok=True)
@@ -213,49 +212,57 @@ class LocalEngine:
         # attempts of earlier invocations (a --resume) keep their logs; number on after them
         attempts_dir = paths.root / "attempts"
         base = len(list(attempts_dir.iterdir())) if attempts_dir.is_dir() else 0
-        workers: list[_Worker] = []
         with _sigterm_as_exit():
-            try:
-                while True:
-                    tcp = dist.TCPStore(  # type: ignore[attr-defined]
-                        "127.0.0.1", 0, state.world_size, is_master=True,
-                                        wait_for_workers=False)
-                    workers = self._spawn(job, paths, base + state.attempt, state.world_size,
-                                          tcp.port)
-                    while True:
-                        time.sleep(self.poll_interval_s)
-                        snapshot = self._observe(workers, store)
-                        decision, new_state = decide(snapshot, state, config, time.time())
-                        if decision.action is not Action.WAIT:
-                            break
-                    self._kill(workers)
-                    del tcp
-                    if decision.action is Action.SUCCEED:
-                        return self._succeed(job, paths, metrics, state)
-                    tails = "\n".join(
-                        f"  rank {w.rank} log ({w.log}):\n{_log_tail(w.log)}" for w in workers
-                        if w.rank in decision.failed_ranks and _log_tail(w.log))
-                    for rank in decision.failed_ranks:
-                        metrics.write("worker_failed", rank=rank, attempt=base + state.attempt)
-                    if decision.action is Action.FAIL:
-                        metrics.write("failed", reason=decision.reason,
-                                      attempt=base + state.attempt)
-                        message = f"training failed: {decision.reason}"
-                        self.echo(message + (f"\n{tails}" if tails else ""))
-                        return self._result(paths, False, message, new_state)
-                    from_step = snapshot.latest_checkpoint_step
-                    metrics.write("restart", attempt=base + new_state.attempt,
-                                  reason=decision.reason,
-                                  world_size=new_state.world_size, from_step=from_step,
-                                  restarts=new_state.restarts)
-                    self.echo(f"{decision.reason}; restarting from "
-                              + (f"step {from_step}" if from_step is not None else "scratch")
-                              + f" with {new_state.world_size} worker(s) "
-                              f"(restart {new_state.restarts}/{job.max_restarts})"
-                              + (f"\n{tails}" if tails else ""))
-                    state = new_state
-            finally:
-                self._kill(workers)
+            while True:
+                decision, new_state, workers = self._attempt(job, paths, base, state, config,
+                                                             store)
+                if decision.action is Action.SUCCEED:
+                    return self._succeed(job, paths, metrics, state)
+                tails = "\n".join(
+                    f"  rank {w.rank} log ({w.log}):\n{_log_tail(w.log)}" for w in workers
+                    if w.rank in decision.failed_ranks and _log_tail(w.log))
+                for rank in decision.failed_ranks:
+                    metrics.write("worker_failed", rank=rank, attempt=base + state.attempt)
+                if decision.action is Action.FAIL:
+                    metrics.write("failed", reason=decision.reason, attempt=base + state.attempt)
+                    message = f"training failed: {decision.reason}"
+                    self.echo(message + (f"\n{tails}" if tails else ""))
+                    return self._result(paths, False, message, new_state)
+                # read after the kill: a save may have completed since the decision
+                latest = store.latest()
+                from_step = latest.step if latest else None
+                state = replace(new_state, attempt_start_step=from_step)
+                metrics.write("restart", attempt=base + state.attempt, reason=decision.reason,
+                              world_size=state.world_size, from_step=from_step,
+                              restarts=state.restarts)
+                self.echo(f"{decision.reason}; restarting from "
+                          + (f"step {from_step}" if from_step is not None else "scratch")
+                          + f" with {state.world_size} worker(s) "
+                          f"(restart {state.restarts}/{job.max_restarts})"
+                          + (f"\n{tails}" if tails else ""))
+
+    def _attempt(self, job: TrainJob, paths: RunPaths, base: int, state: SupervisorState,
+                 config: SupervisorConfig, store: CheckpointStore
+                 ) -> tuple[Decision, SupervisorState, list[_Worker]]:
+        """Start one group, supervise it until the policy says anything but wait, kill it."""
+        import torch.distributed as dist
+
+        # The group rendezvous on a store this process hosts: a fresh one per attempt, on a
+        # port the OS picks, so no stale keys and no port race between attempts or runs.
+        tcp = dist.TCPStore("127.0.0.1", 0, state.world_size,  # type: ignore[attr-defined]
+                            is_master=True, wait_for_workers=False)
+        workers: list[_Worker] = []
+        try:
+            workers = self._spawn(job, paths, base + state.attempt, state.world_size, tcp.port)
+            while True:
+                time.sleep(self.poll_interval_s)
+                decision, new_state = decide(self._observe(workers, store), state, config,
+                                             time.time())
+                if decision.action is not Action.WAIT:
+                    return decision, new_state, workers
+        finally:
+            self._kill(workers)
+            del tcp
 
     # -- results -------------------------------------------------------------------------
     def _succeed(self, job: TrainJob, paths: RunPaths, metrics: MetricsWriter,
