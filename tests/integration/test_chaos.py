@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from tailguard.cli import app
 from tailguard.ops import LoadSpec
 from tailguard.ops.chaos import ChaosConfig, FaultKind, run_chaos
 
@@ -56,13 +56,11 @@ def test_chaos_cli_stop_and_restart_report_json(
     start_server: Callable[..., ServerProcess],
 ) -> None:
     server = start_server(SLEEP).wait_ready()
-    out = subprocess.run(
-        [sys.executable, "-m", "tailguard", "chaos", server.url, "--deployment", "sleep",
-         "--duration", "4", "--rate", "40", "--every", "1.5", "--fault", "stop",
-         "--fault", "restart", "--stop-hold", "0.5", "--input", INPUT[0], "--json"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(app, [
+        "chaos", server.url, "--deployment", "sleep", "--duration", "4", "--rate", "40",
+        "--every", "1.5", "--fault", "stop", "--fault", "restart", "--stop-hold", "0.5",
+        "--input", INPUT[0], "--json"])
+    assert out.exit_code == 0, out.output
     report: dict[str, Any] = json.loads(out.stdout)
     kinds = [f["kind"] for f in report["faults"]]
     assert kinds == ["stop", "restart"], report["faults"]
@@ -74,9 +72,6 @@ def test_chaos_cli_stop_and_restart_report_json(
 
 
 def test_chaos_refuses_a_remote_url() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "tailguard", "chaos", "http://10.1.2.3:8000", "--deployment",
-         "x", "--duration", "1", "--rate", "1"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert out.returncode == 2 and "loopback" in out.stderr
+    out = CliRunner().invoke(app, ["chaos", "http://10.1.2.3:8000", "--deployment", "x",
+                                   "--duration", "1", "--rate", "1"])
+    assert out.exit_code == 2 and "loopback" in out.stderr

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
 from tailguard.autoscale.snapshot import ServiceProfile
+from tailguard.cli import app
 
 from .conftest import ServerProcess
 
@@ -23,10 +23,9 @@ SLEEP = {"name": "sleep", "model": "tailguard.models.sleep:Sleep", "replicas": 2
          "p99_ms": 100}
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TAILGUARD_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "tailguard", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+def _cli(*args: str, home: Path) -> Result:
+    """The command line in-process (no interpreter start-up), with its own TAILGUARD_HOME."""
+    return CliRunner().invoke(app, list(args), env={"TAILGUARD_HOME": str(home)})
 
 
 def test_profile_then_plan_from_the_stored_profile(tmp_path: Path) -> None:
@@ -35,7 +34,7 @@ def test_profile_then_plan_from_the_stored_profile(tmp_path: Path) -> None:
     home = tmp_path / "home"
     out = _cli("profile", "sleep", "--config", str(config), "--seconds", "0.1", "--json",
                home=home)
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     prof: dict[str, Any] = json.loads(out.stdout)
     assert [b["batch_size"] for b in prof["batches"]] == [1, 2, 4, 8]
     assert prof["stored"] == [str(home / "profiles" / "sleep.json")]
@@ -44,7 +43,7 @@ def test_profile_then_plan_from_the_stored_profile(tmp_path: Path) -> None:
 
     out = _cli("plan", "--deployment", "sleep", "--config", str(config), "--rate", "400",
                "--slo-ms", "60", "--json", "--duration", "30", home=home)
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     plan = json.loads(out.stdout)
     cheapest = [c for c in plan["choices"] if c["cheapest"]]
     assert len(cheapest) == 1 and cheapest[0]["instance"] == plan["cheapest"]
@@ -55,9 +54,9 @@ def test_profile_then_plan_from_the_stored_profile(tmp_path: Path) -> None:
 
     text = _cli("plan", "--profile", str(home / "profiles" / "sleep.json"), "--rate", "400",
                 "--slo-ms", "60", "--duration", "30", home=home)
-    assert text.returncode == 0 and "* " in text.stdout and "$/hour" in text.stdout
+    assert text.exit_code == 0 and "* " in text.stdout and "$/hour" in text.stdout
     missing = _cli("plan", "--deployment", "nope", "--rate", "1", "--slo-ms", "10", home=home)
-    assert missing.returncode == 2 and "tailguard profile nope" in missing.stderr
+    assert missing.exit_code == 2 and "tailguard profile nope" in missing.stderr
 
 
 def test_cost_report_from_a_live_server(start_server: Callable[..., ServerProcess],
@@ -77,7 +76,7 @@ def test_cost_report_from_a_live_server(start_server: Callable[..., ServerProces
             assert r.status_code == 200, r.text
     out = _cli("cost", "--since", "1h", "--url", server.url, "--api-key", "admin-key",
                "--format", "json", home=tmp_path / "home")
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
     lines = {(ln["deployment"], ln["tenant"]): ln for ln in report["lines"]}
     assert lines["sleep", "acme"]["requests"] == 6 and lines["sleep", "acme"]["rows"] == 12
