@@ -130,6 +130,33 @@ def test_crash_then_resume_replays_the_same_loss_curve_and_weights(
     assert summary["last_step"] == 24 and summary["artifact_ref"].startswith("digits-it:")
 
 
+def test_elastic_shrink_continues_the_same_trajectory_on_fewer_workers(
+        digits: dict[str, Path], straight: tuple[Path, TrainResult], tmp_path: Path) -> None:
+    """Rank 1 fails at step 14 in every attempt: the restart at 2 workers fails again without a
+    new checkpoint, so the next runs on 1 worker (min_world_size) from step 12 — with the same
+    global batch and the same data order, i.e. the same training as the straight 2-worker run."""
+    _, reference = straight
+    fault = {FAULT_ENV: json.dumps({"rank": 1, "step": 14})}
+    job = parse_job(_job(digits, min_world_size=1, max_restarts=2, register_artifact=False))
+    result = _engine(tmp_path, fault).run(job)
+    assert result.succeeded, result.message
+    assert (result.restarts, result.world_size, result.final_step) == (2, 1, 24)
+    events = read_events(result.run_dir / "metrics.jsonl")
+    starts = [e for e in events if e["event"] == "start"]
+    assert [(s["world_size"], s["resumed_from_step"]) for s in starts] == [
+        (2, None), (2, 12), (1, 12)]
+    assert starts[-1]["per_rank_batch"] == 32 and starts[-1]["global_batch"] == 32
+    # Not bit-exact: one worker sums the 32 rows' gradients in one reduction where two
+    # workers add two 16-row sums, a different float summation order (~1e-7 relative per
+    # step); over 12 AdamW steps that stays far below 1e-5.
+    ref = last_per_step(read_events(reference.run_dir / "metrics.jsonl"))
+    for step, e in last_per_step(events).items():
+        assert e["loss"] == pytest.approx(ref[step]["loss"], rel=1e-5), step
+    straight_weights = _weights(reference.run_dir)
+    for name, tensor in _weights(result.run_dir).items():
+        torch.testing.assert_close(tensor, straight_weights[name], rtol=1e-5, atol=1e-6)
+
+
 def test_registered_artifact_serves_the_trained_module(
         digits: dict[str, Path], straight: tuple[Path, TrainResult]) -> None:
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
