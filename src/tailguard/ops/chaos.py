@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import heapq
 import ipaddress
 import itertools
@@ -46,7 +45,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tailguard.ops.load_report import LoadResult, Recording, percentiles, summarize
-from tailguard.ops.load_runner import new_event_loop
+from tailguard.ops.load_runner import new_event_loop, record_load
 from tailguard.ops.load_spec import LoadProgress, LoadSpec
 
 __all__ = [
@@ -259,26 +258,6 @@ def _is_replica(pid: int) -> bool:
     return b"tailguard.serve.replicas.worker" in cmd
 
 
-async def _record(spec: LoadSpec, progress: Callable[[LoadProgress], None]) -> Recording:
-    # The load generator's own engines, keeping the raw recording for per-second buckets.
-    # TODO(load owner): a public ``record_load(spec) -> Recording`` would replace this.
-    from tailguard.ops import load_runner as lr
-    from tailguard.ops.load_client import Target, build_request
-    from tailguard.ops.payloads import resolve_bodies, route
-
-    target = Target.parse(spec.url)
-    bodies = await resolve_bodies(spec, target)
-    path = route(spec.protocol, spec.model)
-    reqs = [build_request(target, "POST", path, body, spec.headers()) for body in bodies]
-    engine = lr._ClosedLoop if spec.mode == "closed" else lr._OpenLoop
-    gc.collect()
-    gc.disable()
-    try:
-        return await engine(spec, target, reqs, progress).run()
-    finally:
-        gc.enable()
-
-
 class _Injector:
     """Runs the fault plan against live replicas; every stopped PID is continued at the end."""
 
@@ -395,7 +374,7 @@ def run_chaos(spec: LoadSpec, cfg: ChaosConfig, deployment: str | None = None) -
     name = deployment or spec.model
     injector = _Injector(spec, name, cfg)
     status = injector.status()
-    slo_ms = cfg.slo_ms or (status.get("settings") or {}).get("p99_ms")
+    slo_ms = cfg.slo_ms or spec.slo_ms or (status.get("settings") or {}).get("p99_ms")
     plan = plan_faults(cfg, spec.warmup_s + spec.duration_s)
     started = threading.Event()
     done = threading.Event()
@@ -410,7 +389,7 @@ def run_chaos(spec: LoadSpec, cfg: ChaosConfig, deployment: str | None = None) -
     def load() -> None:
         try:
             with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                result.append(runner.run(_record(spec, progress)))
+                result.append(runner.run(record_load(spec, progress)))
         except BaseException as exc:  # re-raised in the caller's thread
             result.append(exc)
         finally:
@@ -436,7 +415,7 @@ def _report(name: str, slo_ms: float | None, rec: Recording, faults: list[Inject
     intended = rec.intended_s - start
     sent = np.isfinite(rec.sent_s)
     answered = sent & (rec.code > 0)
-    load = summarize(rec)
+    load = summarize(rec, slo_ms)
     buckets = latency_buckets(intended, rec.done_s - start, rec.code,
                               spec.warmup_s + spec.duration_s)
     times = [f.at_s for f in faults]
