@@ -284,3 +284,14 @@ def test_short_window_returns_after_a_whole_long_window_of_predictable_rate() ->
     assert state.unpredictable_s is not None and 100.0 <= state.unpredictable_s < 125.0
     assert replicas[200] == max(rec[81:201]) > max(rec[181:201])
     assert replicas[399] == max(rec[380:400])
+
+
+@pytest.mark.parametrize("long_s", [0.0, 5.0])
+def test_the_short_window_never_exceeds_the_long_one(long_s: float) -> None:
+    cfg = SloConfig(scale_down_stabilization_s=long_s, smooth_scale_down_stabilization_s=20.0)
+    rates = [2000.0] * 30 + [100.0] * 30
+    replicas, _ = _run(rates, cfg)
+    low = recommend(_snap(100.0), cfg)
+    assert replicas[29] > low
+    # A step is unpredictable, so the long window applies; 0 s or 5 s, never 20 s.
+    assert replicas[30 + int(long_s)] == low

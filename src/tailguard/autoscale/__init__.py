@@ -1,5 +1,8 @@
-"""Autoscaling: typed snapshot, pure policies, queueing model, traces and simulator."""
+"""Autoscaling: typed snapshot, pure policies, queueing model, traces, simulator and the live
+controller (:class:`AutoscaleController`, fed by a :class:`LiveRecorder` per deployment)."""
 
+from tailguard.autoscale.controller import AutoscaleController
+from tailguard.autoscale.live import LiveRecorder
 from tailguard.autoscale.policies import (
     POLICY_NAMES,
     Autoscaler,
@@ -11,9 +14,11 @@ from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
 
 __all__ = [
     "POLICY_NAMES",
+    "AutoscaleController",
     "Autoscaler",
     "AutoscalerState",
     "BoundsConfig",
+    "LiveRecorder",
     "MetricsSnapshot",
     "ServiceProfile",
     "make_autoscaler",

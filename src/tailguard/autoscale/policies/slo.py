@@ -281,8 +281,10 @@ def decide(
     # The short window only once the rate has been predictable for a whole long window:
     # a step or a burst is remembered for as long as the long window would have held it.
     calm = unpredictable is None or now - unpredictable >= config.scale_down_stabilization_s
-    window = config.smooth_scale_down_stabilization_s if calm else config.scale_down_stabilization_s
-    keep = max(config.scale_down_stabilization_s, config.smooth_scale_down_stabilization_s, 1e-9)
+    window = config.scale_down_stabilization_s
+    if calm:  # never longer than the long window: 0 there still means no stabilisation
+        window = min(window, config.smooth_scale_down_stabilization_s)
+    keep = max(config.scale_down_stabilization_s, 1e-9)
     history = push(state.recommendations, now, rec, keep)
     desired = max(rec, int(window_max(history, now, window)))
     return desired, SloState(history, rates, unpredictable)
