@@ -37,6 +37,7 @@ from tailguard.serve.replicas.backend import (
     ReplicaSetupFailed,
 )
 from tailguard.serve.replicas.messages import BatchError, ErrorKind
+from tailguard.serve.service_model import ServiceModel
 from tailguard.serve.tenants import Priority
 from tailguard.tensors import Tensors
 
@@ -47,7 +48,6 @@ RESTART_BACKOFF_MAX_S = 30.0
 HEALTHY_RESET_S = 30.0  # a replica up this long resets its restart backoff
 MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
 HANG_GRACE_S = 5.0  # a batch running this long past its last deadline means a hung replica
-_EWMA = 0.2  # weight of the newest batch in the service-time estimates
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +135,7 @@ class Deployment:
         self._batch_ids = itertools.count(1)
         self._inflight = 0
         self._inflight_rows = 0
-        self._rows_per_s: float | None = None  # one busy replica's measured rate (EWMA)
-        self._batch_s: float | None = None  # measured service time of one batch (EWMA)
+        self._service = ServiceModel()  # batch service time vs batch size, fitted online
         self._accepting = True
         self._stopping = False
         self._setup_error: str | None = None
@@ -150,14 +149,18 @@ class Deployment:
     def queued_rows(self) -> int:
         return self._queue.rows
 
-    def admission_snapshot(self) -> AdmissionSnapshot:
-        """What admission control needs, measured now (pure data, no locks)."""
+    def admission_snapshot(self, rows_ahead: int, rows: int) -> AdmissionSnapshot:
+        """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it:
+        the queue ahead drains at the full-batch rate; its own batch holds at most the rows
+        ahead plus its own (capped at ``max_batch_size``)."""
+        max_rows = self.spec.max_batch_size
         return AdmissionSnapshot(
             rows_ahead_by_class=self._queue.rows_ahead_by_class(),
-            service_rate_rows_per_s=self._rows_per_s,
+            service_rate_rows_per_s=self._service.rows_per_s(max_rows),
             ready_replicas=self.ready_replicas,
             inflight_rows=self._inflight_rows,
-            batch_service_s=self._batch_s,
+            batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
+                             if self._service.measured else None),
         )
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
@@ -197,8 +200,8 @@ class Deployment:
             "version": self.spec.version,
             "ready": self.is_ready,
             "queued_rows": self._queue.rows,
-            "service_rows_per_s": self._rows_per_s,
-            "batch_service_s": self._batch_s,
+            "service_model": dict(zip(("fixed_s", "per_row_s"),
+                                      self._service.coefficients(), strict=True)),
             "inflight_batches": self._inflight,
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
@@ -463,11 +466,7 @@ class Deployment:
         self._metrics.service.observe(service_s)
         self.recorder.batch(asyncio.get_running_loop().time(), rows, service_s)
         if service_s > 0:
-            rate = rows / service_s
-            self._rows_per_s = rate if self._rows_per_s is None else (
-                (1 - _EWMA) * self._rows_per_s + _EWMA * rate)
-            self._batch_s = service_s if self._batch_s is None else (
-                (1 - _EWMA) * self._batch_s + _EWMA * service_s)
+            self._service.observe(rows, service_s)
         if self._usage is not None:
             for p in batch:
                 self._usage.charge(p.caller.tenant, self.name, service_s * p.rows / rows)

@@ -114,12 +114,14 @@ class TenantGate:
             if tenant.id not in self._buckets:
                 self._buckets[tenant.id] = initial_bucket(tenant, now)
             slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
+            ahead = deployment.rows_ahead(caller, rows)
             request = RequestInfo.for_tenant(
                 tenant, deadline_s=now + slo_ms / 1000.0,
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
-                rows_ahead=deployment.rows_ahead(caller, rows),
+                rows_ahead=ahead,
             )
-            decision = admit(request, deployment.admission_snapshot(), self._config, now)
+            snapshot = deployment.admission_snapshot(ahead, rows)
+            decision = admit(request, snapshot, self._config, now)
             self._buckets[tenant.id] = decision.bucket
             if not decision.admitted:
                 assert decision.reason is not None

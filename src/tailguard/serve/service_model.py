@@ -1,0 +1,61 @@
+"""Online model of a replica's batch service time: ``seconds(k) = fixed_s + per_row_s * k``.
+
+Fitted by exponentially-forgetting least squares over recent batches, so it follows drift (a
+noisy neighbour on the machine, a new model version) without storing history. Admission uses it
+to predict when a new request would finish: the rows ahead drain at the full-batch rate, the
+request's own batch takes ``seconds(rows in it)``. Using the last batch's time instead would
+predict a big batch's time for a lone request after a burst — and shed everything, forever,
+since shed requests never produce the smaller batches that would correct it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServiceModel:
+    """Exponentially weighted fit of batch service time against batch size."""
+
+    decay: float = 0.97  # weight kept by older batches each time a new one arrives
+    _w: float = 0.0
+    _k: float = 0.0
+    _kk: float = 0.0
+    _s: float = 0.0
+    _ks: float = 0.0
+
+    def observe(self, rows: int, seconds: float) -> None:
+        d = self.decay
+        self._w = d * self._w + 1.0
+        self._k = d * self._k + rows
+        self._kk = d * self._kk + rows * rows
+        self._s = d * self._s + seconds
+        self._ks = d * self._ks + rows * seconds
+
+    @property
+    def measured(self) -> bool:
+        return self._w > 0
+
+    def coefficients(self) -> tuple[float, float]:
+        """``(fixed_s, per_row_s)``, both >= 0; all-equal batch sizes fit ``per_row_s`` only."""
+        if self._w == 0:
+            return 0.0, 0.0
+        det = self._w * self._kk - self._k * self._k
+        if det > 1e-9 * self._w * self._kk:
+            per_row = (self._w * self._ks - self._k * self._s) / det
+            if per_row >= 0:
+                fixed = (self._s - per_row * self._k) / self._w
+                if fixed >= 0:
+                    return fixed, per_row
+                return 0.0, self._ks / self._kk  # through the origin
+            return self._s / self._w, 0.0  # bigger batches no slower: a constant
+        return 0.0, self._s / self._k if self._k else 0.0
+
+    def seconds(self, rows: int) -> float:
+        fixed, per_row = self.coefficients()
+        return fixed + per_row * max(1, rows)
+
+    def rows_per_s(self, batch_rows: int) -> float | None:
+        """Throughput of one busy replica at batches of ``batch_rows`` (None: unmeasured)."""
+        t = self.seconds(batch_rows)
+        return batch_rows / t if self.measured and t > 0 else None
