@@ -68,6 +68,10 @@ def echo_url() -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.02)
+        # Collect what earlier tests left behind now, not in a timed run: finalisers of
+        # leaked objects can block for seconds (a DataLoader iterator with live workers
+        # joins each one with a 5 s timeout when it is finally collected).
+        gc.collect()
         yield url
     finally:
         _stop(proc)

@@ -4,6 +4,7 @@ echo target (a uvicorn process that counts the keys it receives and serves /metr
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import subprocess
@@ -47,6 +48,10 @@ def metrics_url() -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.02)
+        # Collect what earlier tests left behind now, not in a timed run: finalisers of
+        # leaked objects can block for seconds (a DataLoader iterator with live workers
+        # joins each one with a 5 s timeout when it is finally collected).
+        gc.collect()
         yield url
     finally:
         proc.terminate()

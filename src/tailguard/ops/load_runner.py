@@ -130,7 +130,9 @@ def run_load_recording(
                                                   duration_s=10))
         per_second = timeline(rec, slo_ms=50)
     """
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    # Paused before the loop exists: an automatic collection triggered by setting it up would
+    # run the finalisers of other code's garbage inside this call.
+    with gc_paused(), asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(run_load_recording_async(spec, progress))
 
 
