@@ -92,3 +92,13 @@ def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     bad.write_text("- {name: [unclosed\n")
     with pytest.raises(TenantFileError, match="not YAML"):
         read_tenants(bad)
+
+
+def test_the_runs_own_calls_use_the_api_key_else_the_first_tenants() -> None:
+    from tailguard.ops.load_spec import LoadSpec
+
+    mix = TenantMix((Tenant("a", "ka"), Tenant("b", "kb")))
+    assert LoadSpec(rate_rps=1.0, tenants=mix).headers() == (("Authorization", "Bearer ka"),)
+    assert LoadSpec(rate_rps=1.0, tenants=mix, api_key="admin").headers() == (
+        ("Authorization", "Bearer admin"),)
+    assert LoadSpec(rate_rps=1.0, tenants=TenantMix((Tenant("anon"),))).headers() == ()

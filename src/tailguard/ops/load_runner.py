@@ -64,13 +64,6 @@ def gc_paused() -> Iterator[None]:
                     gc.enable()
 
 
-def _metrics_headers(spec: LoadSpec) -> tuple[tuple[str, str], ...]:
-    """The key for ``/metrics``: the run's own, else the first tenant's."""
-    if spec.api_key is not None or spec.tenants is None:
-        return spec.headers()
-    return spec.tenants.tenants[0].headers()
-
-
 async def record_load(spec: LoadSpec, progress: ProgressCallback | None = None) -> Recording:
     """Run ``spec`` on the running event loop and return its raw :class:`Recording`."""
     with gc_paused():
@@ -86,7 +79,7 @@ async def record_load(spec: LoadSpec, progress: ProgressCallback | None = None) 
         engine = engine_type(spec, target, requests, progress, per_tenant)
         scraper = None
         if spec.scrape_metrics:
-            scraper = MetricsScraper(target, _metrics_headers(spec), spec.metrics_interval_s,
+            scraper = MetricsScraper(target, spec.headers(), spec.metrics_interval_s,
                                      min(spec.timeout_s, 2.0))
             scraper.start()
         try:

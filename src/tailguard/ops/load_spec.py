@@ -150,8 +150,10 @@ class LoadSpec:
         return offsets[(offsets >= 0) & (offsets < total)]
 
     def headers(self) -> tuple[tuple[str, str], ...]:
+        """The key of requests without a tenant, and of the run's own calls (model metadata,
+        ``/metrics``): ``api_key``, else the first tenant's."""
         if self.api_key is None:
-            return ()
+            return self.tenants.tenants[0].headers() if self.tenants is not None else ()
         return (("Authorization", f"Bearer {self.api_key}"),)
 
 
