@@ -153,7 +153,7 @@ class Deployment:
         """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it:
         the queue ahead drains at the full-batch rate; its own batch holds at most the rows
         ahead plus its own (capped at ``max_batch_size``)."""
-        max_rows = self.spec.max_batch_size
+        max_rows = self.batch_rows_cap()
         return AdmissionSnapshot(
             rows_ahead_by_class=self._queue.rows_ahead_by_class(),
             service_rate_rows_per_s=self._service.rows_per_s(max_rows),
@@ -162,6 +162,19 @@ class Deployment:
             batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
                              if self._service.measured else None),
         )
+
+    def batch_rows_cap(self) -> int:
+        """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more
+        than a batch the service model says runs in half of it — a request that arrives just
+        as a batch starts waits for that one, then runs in its own, and both fit the SLO."""
+        cap = self.spec.max_batch_size
+        if self.spec.p99_ms is None or not self._service.measured:
+            return cap
+        fixed, per_row = self._service.coefficients()
+        if per_row <= 0:
+            return cap
+        fit = int((self.spec.p99_ms / 2000.0 - fixed) / per_row + 1e-6)
+        return max(1, min(cap, fit))
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
         return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,
@@ -202,6 +215,7 @@ class Deployment:
             "queued_rows": self._queue.rows,
             "service_model": dict(zip(("fixed_s", "per_row_s"),
                                       self._service.coefficients(), strict=True)),
+            "batch_rows_cap": self.batch_rows_cap(),
             "inflight_batches": self._inflight,
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
@@ -341,7 +355,7 @@ class Deployment:
                 slot.wake.set_result(None)
                 break
         fill = self._fill
-        if fill is not None and not fill.done() and self._queue.rows >= self.spec.max_batch_size:
+        if fill is not None and not fill.done() and self._queue.rows >= self.batch_rows_cap():
             fill.set_result(None)
 
     def _expire(self, p: _Pending) -> None:
@@ -385,7 +399,7 @@ class Deployment:
             self._idle.append(slot)
             await slot.wake
             slot.wake = None
-        max_rows = self.spec.max_batch_size
+        max_rows = self.batch_rows_cap()
         close_at = head.enqueued + self.spec.max_wait_ms / 1000.0
         if self._queue.rows < max_rows and not head.solo and loop.time() < close_at:
             if self._fill is None or self._fill.done():
