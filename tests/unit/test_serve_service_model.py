@@ -47,3 +47,11 @@ def test_lone_request_after_a_burst_of_full_batches_is_admitted() -> None:
         dep._service.observe(32, 0.35)
     who = gate.authenticate([(b"authorization", b"Bearer t-key")])
     gate.admit(who, dep, 1, now=0.0)  # does not raise
+
+
+def test_noisy_negative_slope_falls_back_to_proportional() -> None:
+    model = ServiceModel()
+    for k, t in ((30, 0.31), (32, 0.30), (31, 0.305)) * 5:
+        model.observe(k, t)
+    fixed, per_row = model.coefficients()
+    assert fixed == 0.0 and per_row == pytest.approx(0.0098, rel=0.05)

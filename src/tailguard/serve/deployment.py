@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -98,6 +99,8 @@ class _Slot:
     last_error: str | None = None
     restarts: int = 0
     busy: bool = False
+    busy_since: float = 0.0
+    batch_rows: int = 0
     draining: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -149,7 +152,7 @@ class Deployment:
     def queued_rows(self) -> int:
         return self._queue.rows
 
-    def admission_snapshot(self, rows_ahead: int, rows: int) -> AdmissionSnapshot:
+    def admission_snapshot(self, rows_ahead: int, rows: int, now: float) -> AdmissionSnapshot:
         """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it:
         the queue ahead drains at the full-batch rate; its own batch holds at most the rows
         ahead plus its own (capped at ``max_batch_size``)."""
@@ -158,10 +161,23 @@ class Deployment:
             rows_ahead_by_class=self._queue.rows_ahead_by_class(),
             service_rate_rows_per_s=self._service.rows_per_s(max_rows),
             ready_replicas=self.ready_replicas,
-            inflight_rows=self._inflight_rows,
+            inflight_rows=self._inflight_rows_left(now),
             batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
                              if self._service.measured else None),
         )
+
+    def _inflight_rows_left(self, now: float) -> int:
+        """Rows the busy replicas still have to work through, by the service model: a batch
+        halfway through counts half its rows (its start time is known, its length predicted)."""
+        if not self._service.measured:
+            return self._inflight_rows
+        left = 0.0
+        for slot in self._slots:
+            if slot.busy:
+                expected = self._service.seconds(slot.batch_rows)
+                done = (now - slot.busy_since) / expected if expected > 0 else 1.0
+                left += slot.batch_rows * max(0.0, 1.0 - done)
+        return math.ceil(left)
 
     def batch_rows_cap(self) -> int:
         """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more
@@ -445,7 +461,7 @@ class Deployment:
             self._metrics.batch_size.observe(rows)
             self._inflight += 1
             self._inflight_rows += rows
-            slot.busy = True
+            slot.busy, slot.busy_since, slot.batch_rows = True, now, rows
             # A replica still busy well past every deadline in its batch is hung (stopped,
             # deadlocked): its requests have had their 504; kill it so the slot restarts.
             hang_after = max(p.deadline for p in batch) - now + HANG_GRACE_S

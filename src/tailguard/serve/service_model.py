@@ -37,19 +37,18 @@ class ServiceModel:
         return self._w > 0
 
     def coefficients(self) -> tuple[float, float]:
-        """``(fixed_s, per_row_s)``, both >= 0; all-equal batch sizes fit ``per_row_s`` only."""
+        """``(fixed_s, per_row_s)``, both >= 0; without a usable spread, ``per_row_s`` only."""
         if self._w == 0:
             return 0.0, 0.0
         det = self._w * self._kk - self._k * self._k
         if det > 1e-9 * self._w * self._kk:
             per_row = (self._w * self._ks - self._k * self._s) / det
-            if per_row >= 0:
-                fixed = (self._s - per_row * self._k) / self._w
-                if fixed >= 0:
-                    return fixed, per_row
-                return 0.0, self._ks / self._kk  # through the origin
-            return self._s / self._w, 0.0  # bigger batches no slower: a constant
-        return 0.0, self._s / self._k if self._k else 0.0
+            fixed = (self._s - per_row * self._k) / self._w
+            if per_row >= 0 and fixed >= 0:
+                return fixed, per_row
+        # Too little spread in batch sizes (or noise) to separate the two terms: through the
+        # origin. A constant instead would predict a full batch's time for a lone row.
+        return 0.0, self._ks / self._kk if self._kk else 0.0
 
     def seconds(self, rows: int) -> float:
         fixed, per_row = self.coefficients()

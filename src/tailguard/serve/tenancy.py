@@ -120,7 +120,7 @@ class TenantGate:
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
                 rows_ahead=ahead,
             )
-            snapshot = deployment.admission_snapshot(ahead, rows)
+            snapshot = deployment.admission_snapshot(ahead, rows, now)
             decision = admit(request, snapshot, self._config, now)
             self._buckets[tenant.id] = decision.bucket
             if not decision.admitted:
