@@ -210,11 +210,15 @@ def test_hung_replica_is_killed_and_restarted(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_batch_rows_capped_to_half_the_objective() -> None:
-    dep = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100)
+    dep = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100, batch_slo_fraction=0.5)
     assert dep.batch_rows_cap() == 64  # nothing measured yet
     for k in (1, 8, 32, 64) * 5:
         dep._service.observe(k, 0.010 + 0.002 * k)
     assert dep.batch_rows_cap() == 20  # 10 ms + 2 ms x 20 = 50 ms = half of 100 ms
+    default = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100)
+    default._service.observe(1, 0.012)
+    default._service.observe(64, 0.138)
+    assert default.batch_rows_cap() == 12  # 10 + 2 x 12 = 34 ms <= 35% of 100 ms
     free = _deployment(FakeBackend(), max_batch_size=64)  # no objective: no cap
     free._service.observe(64, 1.0)
     assert free.batch_rows_cap() == 64

@@ -181,15 +181,17 @@ class Deployment:
 
     def batch_rows_cap(self) -> int:
         """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more
-        than a batch the service model says runs in half of it — a request that arrives just
-        as a batch starts waits for that one, then runs in its own, and both fit the SLO."""
+        than a batch the service model says runs in ``batch_slo_fraction`` of it — a request
+        that arrives just as a batch starts waits for that one, then runs in its own: both
+        must fit the SLO, with room left for queueing and noise."""
         cap = self.spec.max_batch_size
         if self.spec.p99_ms is None or not self._service.measured:
             return cap
         fixed, per_row = self._service.coefficients()
         if per_row <= 0:
             return cap
-        fit = int((self.spec.p99_ms / 2000.0 - fixed) / per_row + 1e-6)
+        budget_s = self.spec.p99_ms / 1000.0 * self.spec.batch_slo_fraction
+        fit = int((budget_s - fixed) / per_row + 1e-6)
         return max(1, min(cap, fit))
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
