@@ -20,10 +20,11 @@ family reaches the bar, the one with the highest attainment.
 The saving is 1 - ours / the cheapest baseline that reaches the bar (or, when none does, the
 baseline with the highest attainment; the output says which).
 
-A profile follows each table: replica-seconds of ours and of the best baseline above an
-oracle, the fewest replicas the queueing model says meet the objective at the arrival rate
-and CV actually seen in the 10 s around each second (``--profile`` prints it minute by
-minute; ``--plot DIR`` writes a PNG per trace).
+A profile follows each table: constant fleets up to the first that reaches the bar (the
+floor for a policy that cannot see a surge coming), and replica-seconds of ours and of the
+best baseline above an oracle, the fewest replicas the queueing model says meet the
+objective at the arrival rate and CV actually seen in the 10 s around each second
+(``--profile`` prints it minute by minute; ``--plot DIR`` writes a PNG per trace).
 
 Prints a table, then as its last line one JSON object. Run:
     .venv/bin/python benchmarks/autoscale_sim.py [--quick] [--seed N] [--profile] [--plot DIR]
@@ -35,7 +36,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,20 @@ def run_trace(name: str, trace: str, duration_s: float, seed: int) -> dict[str, 
         "saving": saving,
         "n_requests": int(arrivals.size),
         "profile": _profile(arrivals, cfg, [ours, best]),
+        "fixed": _fixed_fleets(arrivals, cfg, ours.result.max_replicas),
     }
+
+
+def _fixed_fleets(arrivals: np.ndarray, cfg: SimConfig, up_to: int) -> list[tuple[int, SimResult]]:
+    """Constant fleets of 1..up_to replicas: the floor for a policy that cannot see ahead."""
+    out = []
+    for n in range(1, up_to + 1):
+        fixed = make_autoscaler("hpa", BoundsConfig(min_replicas=n, max_replicas=n))
+        result = simulate(arrivals, fixed, replace(cfg, initial_replicas=n))
+        out.append((n, result))
+        if result.slo_attainment >= TARGET_ATTAINMENT:
+            break
+    return out
 
 
 def _oracle(arrivals: np.ndarray, cfg: SimConfig, times: np.ndarray) -> np.ndarray:
@@ -185,6 +199,10 @@ def _profile(arrivals: np.ndarray, cfg: SimConfig, rows: list[Row]) -> dict[str,
 
 
 def _print_profile(out: dict[str, Any], minute_by_minute: bool) -> None:
+    fixed = "; ".join(
+        f"{n}: {100 * r.slo_attainment:.3f} % / {r.replica_seconds:.0f}" for n, r in out["fixed"]
+    )
+    print(f"constant fleets (in SLO % / rep-s): {fixed}")
     prof = out["profile"]
     oracle = prof["oracle"]
     tick = float(np.median(np.diff(prof["t_s"]))) if prof["t_s"].size > 1 else 1.0

@@ -76,7 +76,7 @@ class SloConfig:
     utilization_ceiling: float = 0.9
     max_correction: float = 3.0
     backlog_drain_s: float = 5.0
-    scale_down_stabilization_s: float = 120.0
+    scale_down_stabilization_s: float = 60.0
     max_replicas_search: int = 10_000
     latency_margin: float = 0.1
     rate_confidence_z: float = 2.0
