@@ -55,7 +55,7 @@ from tailguard.autoscale.snapshot import MetricsSnapshot
 __all__ = ["RateForecast", "SloConfig", "SloState", "decide", "forecast_rate", "recommend"]
 
 _KIND = "slo"
-# Version 2 added the window-rate history behind the trend forecast.
+# Version 2 added the window-rate history (trend, dispersion) and when it was last unpredictable.
 SLO_STATE_VERSION = 2
 # A trend needs this many samples before it is trusted.
 _MIN_TREND_SAMPLES = 5
