@@ -25,10 +25,6 @@ from tailguard.ops.load_report import LoadResult, Recording, summarize
 from tailguard.ops.load_spec import LoadSpec, ProgressCallback
 from tailguard.ops.payloads import resolve_bodies, route
 
-# The engines under their former names (tailguard.ops.chaos drives them directly).
-_ClosedLoop = ClosedLoop
-_OpenLoop = OpenLoop
-
 _gc_lock = threading.Lock()
 _gc_holders = 0
 _gc_was_enabled = False
