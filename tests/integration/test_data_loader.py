@@ -73,8 +73,12 @@ def test_integrity_error_crosses_the_worker_boundary(dataset: Path, tmp_path: Pa
         (copy / f.name).write_bytes(f.read_bytes())
     (copy / "shard-00003.parquet").write_bytes(b"not a parquet file")
     ds = StreamingDataset(copy, batch_size=4)
+    batches = iter(DataLoader(ds, batch_size=4, num_workers=2))
     with pytest.raises(ShardIntegrityError, match=r"shard-00003\.parquet"):
-        list(DataLoader(ds, batch_size=4, num_workers=2))
+        list(batches)
+    # Left to the garbage collector, the failed iterator's cleanup waits 5 s per live worker
+    # in whatever test runs then: shut its workers down here.
+    batches._shutdown_workers()  # type: ignore[attr-defined]
 
 
 def test_rank_and_world_default_to_torch_distributed(
