@@ -8,8 +8,8 @@ live in memory (for ``GET /v1/usage``) and in Prometheus counters labelled by te
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -27,12 +27,25 @@ class Usage:
     shed: int = 0  # 429 predicted to miss its SLO
 
 
+class _Account:
+    """One (tenant, deployment): its totals and its Prometheus children, bound once."""
+
+    __slots__ = ("by_status", "rejected", "replica_s", "rows", "usage")
+
+    def __init__(self, meter: UsageMeter, tenant: str, deployment: str) -> None:
+        self.usage = Usage()
+        self.rows = meter._rows.labels(tenant, deployment)
+        self.replica_s = meter._replica_s.labels(tenant, deployment)
+        self.by_status: dict[int, Any] = {}
+        self.rejected: dict[str, Any] = {}
+
+
 class UsageMeter:
     """Accumulates usage; thread-unsafe by design (the gateway's event loop owns it)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.since = time.time()
-        self._usage: dict[tuple[str, str], Usage] = defaultdict(Usage)
+        self._accounts: dict[tuple[str, str], _Account] = {}
         self._requests = Counter("tailguard_tenant_requests", "Requests by tenant and outcome",
                                  ["tenant", "deployment", "status"], registry=registry)
         self._rows = Counter("tailguard_tenant_rows", "Rows served by tenant",
@@ -43,42 +56,49 @@ class UsageMeter:
         self._rejected = Counter("tailguard_tenant_rejections",
                                  "Requests refused by admission control, by reason",
                                  ["tenant", "deployment", "reason"], registry=registry)
-        self._children: dict[tuple[str, ...], object] = {}
 
-    def _child(self, counter: Counter, *labels: str) -> Counter:
-        key = (counter._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        return child  # type: ignore[return-value]
+    def _account(self, tenant: str, deployment: str) -> _Account:
+        account = self._accounts.get((tenant, deployment))
+        if account is None:
+            account = self._accounts[tenant, deployment] = _Account(self, tenant, deployment)
+        return account
 
     def request(self, tenant: str, deployment: str, status: int, rows: int) -> None:
-        usage = self._usage[tenant, deployment]
+        account = self._account(tenant, deployment)
+        usage = account.usage
         usage.requests += 1
         if status == 200:
             usage.ok += 1
             usage.rows += rows
-            self._child(self._rows, tenant, deployment).inc(rows)
+            account.rows.inc(rows)
         else:
             usage.errors += 1
-        self._child(self._requests, tenant, deployment, str(status)).inc()
+        child = account.by_status.get(status)
+        if child is None:
+            child = account.by_status[status] = self._requests.labels(
+                tenant, deployment, str(status))
+        child.inc()
 
     def rejected(self, tenant: str, deployment: str, reason: str) -> None:
-        usage = self._usage[tenant, deployment]
+        account = self._account(tenant, deployment)
         if reason == "shed":
-            usage.shed += 1
+            account.usage.shed += 1
         else:
-            usage.throttled += 1
-        self._child(self._rejected, tenant, deployment, reason).inc()
+            account.usage.throttled += 1
+        child = account.rejected.get(reason)
+        if child is None:
+            child = account.rejected[reason] = self._rejected.labels(tenant, deployment, reason)
+        child.inc()
 
     def charge(self, tenant: str, deployment: str, replica_seconds: float) -> None:
-        self._usage[tenant, deployment].replica_seconds += replica_seconds
-        self._child(self._replica_s, tenant, deployment).inc(replica_seconds)
+        account = self._account(tenant, deployment)
+        account.usage.replica_seconds += replica_seconds
+        account.replica_s.inc(replica_seconds)
 
     def report(self, tenant: str | None = None) -> list[dict[str, object]]:
         """Rows of usage, for one tenant or (``None``) all of them."""
         return [
-            {"tenant": t, "deployment": d, **asdict(u)}
-            for (t, d), u in sorted(self._usage.items())
+            {"tenant": t, "deployment": d, **asdict(a.usage)}
+            for (t, d), a in sorted(self._accounts.items())
             if tenant is None or t == tenant
         ]

@@ -131,9 +131,8 @@ class Gateway:
         """Resolve a deployment for ``principal``: 404 if unknown (or, outside infer, not
         theirs: invisible), 403 if it exists but the tenant may not call it."""
         deployment = self.deployments.get(name)
-        visible = self._visible(principal)
-        if deployment is None or (not infer and name not in visible):
-            raise NotFound(f"unknown model {name!r}; served models: {visible}")
+        if deployment is None or (not infer and not self.gate.may_use(principal, name)):
+            raise NotFound(f"unknown model {name!r}; served models: {self._visible(principal)}")
         self.gate.authorise(principal, name)
         if version is not None and version != deployment.spec.version:
             raise NotFound(f"model {name!r} has no version {version!r}; "
