@@ -11,13 +11,14 @@ came back), and the goodput (answers within the SLO, both tenants) during the ov
 a fraction of the measured capacity. Last line: one JSON object
 ``{"b_p99_ms", "b_success", "a_reject_p99_ms", "goodput_ratio", "off": {...}}``.
 
-    python benchmarks/noisy_neighbor.py [--step 8] [--threads 2]
+    python benchmarks/noisy_neighbor.py [--step 8] [--replicas N] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ SLO_MS = 250.0
 STEPS = (0.3, 1.0, 2.0, 3.0)
 
 
-def _config(threads: int, admission: bool) -> dict[str, Any]:
+def _config(replicas: int, threads: int, admission: bool) -> dict[str, Any]:
     return {
         "admission": {"enabled": admission},
         "admin_api_keys": [ADMIN],
@@ -43,6 +44,7 @@ def _config(threads: int, admission: bool) -> dict[str, Any]:
             {"id": "b", "api_keys": [KEY_B], "priority": "standard", "p99_ms": SLO_MS},
         ],
         "deployments": [{"name": "minilm", "model": "tailguard.models.minilm:MiniLM",
+                         "replicas": replicas,
                          "max_batch_size": 32, "max_wait_ms": 2, "p99_ms": SLO_MS,
                          "timeout_ms": 10_000, "options": {"threads": threads}}],
     }
@@ -62,11 +64,11 @@ def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def run(threads: int, admission: bool, step_s: float, payloads: Path,
+def run(replicas: int, threads: int, admission: bool, step_s: float, payloads: Path,
         capacity: float | None) -> tuple[float, dict[str, Any]]:
     cfg_path = Path(tempfile.mkdtemp()) / "serve.yaml"
     port = free_port()
-    cfg_path.write_text(yaml.safe_dump({"port": port, **_config(threads, admission)}))
+    cfg_path.write_text(yaml.safe_dump({"port": port, **_config(replicas, threads, admission)}))
     with Server([PY, "-m", "tailguard", "serve", "--config", str(cfg_path)], port, "nn") as srv:
         if capacity is None:
             sat = load(srv.url, "minilm", "--concurrency", "64", "--duration", "8",
@@ -104,14 +106,15 @@ def summarize(capacity: float, res: dict[str, Any], step_s: float) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--step", type=float, default=8.0, help="seconds per step of A's ramp")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     args = parser.parse_args()
     payloads = Path(tempfile.mkdtemp()) / "minilm.jsonl"
     payloads.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
                                                         "shape": [1], "data": [t]}]}) + "\n"
                                 for t in sentences(256)))
-    capacity, on = run(args.threads, True, args.step, payloads, None)
-    _, off = run(args.threads, False, args.step, payloads, capacity)
+    capacity, on = run(args.replicas, args.threads, True, args.step, payloads, None)
+    _, off = run(args.replicas, args.threads, False, args.step, payloads, capacity)
     figures = summarize(capacity, on, args.step)
     figures["off"] = summarize(capacity, off, args.step)
     figures["capacity_rps"] = round(capacity, 1)
