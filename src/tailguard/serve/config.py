@@ -54,6 +54,10 @@ class DeploymentSpec(BaseModel):
     max_queue_rows: int = Field(100_000, ge=1, description="queued rows before 503")
     startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
     env: dict[str, str] = Field(default_factory=dict, description="replica environment")
+    replica_nice: int = Field(
+        5, ge=0, le=19,
+        description="CPU niceness of replica processes: the gateway (I/O, admission, 429s) "
+                    "keeps its latency when replicas saturate the cores")
     autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
 
     @field_validator("name")

@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     spec = DeploymentSpec.model_validate_json(args.spec)
+    if spec.replica_nice:
+        os.nice(spec.replica_nice)
     start = time.perf_counter()
     try:
         model = instantiate(spec)
