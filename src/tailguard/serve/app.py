@@ -8,6 +8,7 @@ Starlette router.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -91,6 +92,10 @@ class Gateway:
         for deployment in self.deployments.values():
             await deployment.start()
         self.autoscaler.start()
+        # Everything allocated so far lives as long as the server: keep it out of the
+        # collector's generations, so a full collection does not stall the request path.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

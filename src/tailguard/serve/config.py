@@ -93,7 +93,7 @@ class AdmissionSettings(BaseModel):
 
     enabled: bool = True
     shed_fraction_sheddable: float = Field(0.5, gt=0)
-    shed_fraction_standard: float = Field(1.0, gt=0)
+    shed_fraction_standard: float = Field(0.8, gt=0)
     starvation_s: float = Field(1.0, gt=0, description="lower-class wait before promotion")
 
 
