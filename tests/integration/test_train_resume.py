@@ -211,3 +211,30 @@ def test_fsdp_two_workers_checkpoint_and_resume(digits: dict[str, Path], tmp_pat
     assert all(len(losses) == 1 for losses in by_step.values()), by_step  # replay is exact
     weights = _weights(result.run_dir)
     assert weights["0.weight"].shape == (32, 64)  # gathered whole, not a shard
+
+
+def test_trained_artifact_serves_over_v2_without_extra_code(
+        digits: dict[str, Path], straight: tuple[Path, TrainResult], start_server) -> None:  # type: ignore[no-untyped-def]
+    """train -> registry -> `tailguard serve` -> tritonclient: the same labels as in-process."""
+    import tritonclient.http as httpclient
+
+    home, result = straight
+    assert result.artifact_ref is not None
+    manifest, _ = Registry(home).get(result.artifact_ref)
+    server = start_server({"deployments": [{"name": "digits", "artifact": result.artifact_ref}]},
+                          home=home).wait_ready()
+    table = pq.read_table(digits["test"] / "shard-00000.parquet")
+    x = np.stack([table[f"px{i}"].to_numpy() for i in range(64)], axis=1).astype(np.float32)
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    try:
+        meta = client.get_model_metadata("digits")
+        (decl,) = meta["inputs"]
+        inp = httpclient.InferInput(decl["name"], list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=False)
+        out = client.infer("digits", [inp], outputs=[
+            httpclient.InferRequestedOutput("label", binary_data=False)])
+    finally:
+        client.close()
+    labels = out.as_numpy("label")
+    accuracy = float((labels == table["label"].to_numpy()).mean())
+    assert accuracy == pytest.approx(manifest.metrics["accuracy"])
