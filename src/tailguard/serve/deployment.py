@@ -1,13 +1,13 @@
 """A running deployment: its request queue, batch formation and replica supervision.
 
 Requests wait in the deployment's fair queue (strict between priority classes, weighted-fair
-between tenants, earliest deadline first within a tenant). Each replica slot runs one loop: when
-its replica is
-free it pulls the next batch — up to ``max_batch_size`` rows, waiting at most ``max_wait_ms``
-after the oldest request when the queue is short — sends it as one message, and splits the
-outputs back to the requests. A replica that dies mid-batch has its requests re-queued once (at
-the front); the slot restarts it with exponential backoff. Every request carries a deadline and
-ends with a result or a typed :class:`~tailguard.serve.errors.ServeError`.
+between tenants, earliest deadline first within a tenant). Each replica slot runs one loop:
+when its replica is free it pulls the next batch — up to ``max_batch_size`` rows, waiting at
+most ``max_wait_ms`` after the oldest request when the queue is short — sends it as one
+message, and splits the outputs back to the requests. A replica that dies mid-batch has its
+requests re-queued once (at the front); the slot restarts it with exponential backoff. Every
+request carries a deadline and ends with a result or a typed
+:class:`~tailguard.serve.errors.ServeError`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 
@@ -39,7 +37,7 @@ from tailguard.serve.replicas.backend import (
 )
 from tailguard.serve.replicas.messages import BatchError, ErrorKind
 from tailguard.serve.service_model import ServiceModel
-from tailguard.serve.tenants import Priority
+from tailguard.serve.slots import OPEN_CALLER, Caller, Pending, Slot, SlotState
 from tailguard.tensors import Tensors
 
 log = logging.getLogger("tailguard.serve")
@@ -51,62 +49,9 @@ MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
 HANG_GRACE_S = 5.0  # a batch running this long past its last deadline means a hung replica
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent a request, as the scheduler sees it (the open default when no tenants)."""
-
-    tenant: str = "anonymous"
-    priority: Priority = Priority.STANDARD
-    weight: float = 1.0
-
-
-OPEN_CALLER = Caller()
-
-
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-class SlotState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    RESTARTING = "restarting"
-    DRAINING = "draining"  # scaled down: takes no new work, finishes its batch, then stops
-    STOPPED = "stopped"
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    tensors: Tensors
-    rows: int
-    key: Hashable  # requests with equal keys have row-compatible tensors and may share a batch
-    future: asyncio.Future[Tensors]
-    enqueued: float
-    deadline: float
-    caller: Caller
-    dispatches: int = 0
-    queued: bool = False
-    solo: bool = False  # run alone (after its batch failed as a whole)
-
-
-@dataclass(eq=False)
-class _Slot:
-    index: int
-    state: SlotState = SlotState.STARTING
-    handle: ReplicaHandle | None = None
-    wake: asyncio.Future[None] | None = None
-    last_error: str | None = None
-    restarts: int = 0
-    busy: bool = False
-    busy_since: float = 0.0
-    batch_rows: int = 0
-    draining: bool = False
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def notify(self) -> None:
-        if self.wake is not None and not self.wake.done():
-            self.wake.set_result(None)
 
 
 class Deployment:
@@ -126,10 +71,10 @@ class Deployment:
         self._backend = backend
         self._metrics = metrics
         self._usage = usage
-        self._queue: FairQueue[_Pending] = FairQueue(queue_config)
-        self._idle: list[_Slot] = []
+        self._queue: FairQueue[Pending] = FairQueue(queue_config)
+        self._idle: list[Slot] = []
         self._fill: asyncio.Future[None] | None = None
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._slot_ids = itertools.count()
         self._initial_replicas = spec.replicas
         self._setup_s: float | None = None  # last measured cold start
@@ -262,7 +207,7 @@ class Deployment:
             return
         active = [s for s in self._slots if not s.draining]
         for _ in range(replicas - len(active)):
-            slot = _Slot(next(self._slot_ids))
+            slot = Slot(next(self._slot_ids))
             self._slots.append(slot)
             slot.task = asyncio.create_task(self._run_slot(slot), name=f"{self.name}-{slot.index}")
         if replicas < len(active):
@@ -316,7 +261,7 @@ class Deployment:
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
         if self.ready_replicas == 0 and self.desired_replicas == 0:
             self._cold_start(timeout)
-        pending = _Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
+        pending = Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
         timer = loop.call_at(pending.deadline, self._expire, pending)
         self._enqueue(pending)
         self.recorder.arrival(now, rows)
@@ -362,7 +307,7 @@ class Deployment:
                 retry_after_s=self._setup_s,
             )
 
-    def _enqueue(self, p: _Pending, front: bool = False) -> None:
+    def _enqueue(self, p: Pending, front: bool = False) -> None:
         c = p.caller
         self._queue.push(p, tenant=c.tenant, priority=c.priority, weight=c.weight,
                          deadline=p.deadline, rows=p.rows, now=p.enqueued, front=front)
@@ -376,7 +321,7 @@ class Deployment:
         if fill is not None and not fill.done() and self._queue.rows >= self.batch_rows_cap():
             fill.set_result(None)
 
-    def _expire(self, p: _Pending) -> None:
+    def _expire(self, p: Pending) -> None:
         if p.future.done():
             return
         if p.queued:
@@ -388,11 +333,11 @@ class Deployment:
         ))
 
     @staticmethod
-    def _fail(p: _Pending, error: Exception) -> None:
+    def _fail(p: Pending, error: Exception) -> None:
         if not p.future.done():
             p.future.set_exception(error)
 
-    def _peek_live(self, now: float) -> _Pending | None:
+    def _peek_live(self, now: float) -> Pending | None:
         while (p := self._queue.peek(now)) is not None and p.future.done():
             self._queue.pop(now)
             p.queued = False
@@ -403,7 +348,7 @@ class Deployment:
             p.queued = False
             self._fail(p, error)
 
-    async def _next_batch(self, slot: _Slot) -> list[_Pending] | None:
+    async def _next_batch(self, slot: Slot) -> list[Pending] | None:
         """Wait for work, then form a batch. ``None`` when the slot must stop serving."""
         loop = asyncio.get_running_loop()
         handle = slot.handle
@@ -428,7 +373,7 @@ class Deployment:
             timer.cancel()
             if self._stopping or slot.draining or not handle.alive():
                 return None
-        batch: list[_Pending] = []
+        batch: list[Pending] = []
         rows = 0
         now = loop.time()
         while (p := self._peek_live(now)) is not None:
@@ -441,7 +386,7 @@ class Deployment:
             rows += p.rows
         return batch or None
 
-    async def _serve(self, slot: _Slot, handle: ReplicaHandle) -> None:
+    async def _serve(self, slot: Slot, handle: ReplicaHandle) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch(slot)
@@ -494,7 +439,7 @@ class Deployment:
                     p.future.set_result({k: v[offset:end] for k, v in reply.tensors.items()})
                 offset = end
 
-    def _observe_service(self, batch: list[_Pending], rows: int, service_s: float) -> None:
+    def _observe_service(self, batch: list[Pending], rows: int, service_s: float) -> None:
         self._metrics.service.observe(service_s)
         self.recorder.batch(asyncio.get_running_loop().time(), rows, service_s)
         if service_s > 0:
@@ -503,7 +448,7 @@ class Deployment:
             for p in batch:
                 self._usage.charge(p.caller.tenant, self.name, service_s * p.rows / rows)
 
-    def _retry_or_fail(self, batch: list[_Pending]) -> None:
+    def _retry_or_fail(self, batch: list[Pending]) -> None:
         self._metrics.retries.inc()
         for p in reversed(batch):
             if p.future.done():
@@ -515,7 +460,7 @@ class Deployment:
             else:
                 self._enqueue(p, front=True)
 
-    def _batch_failed(self, batch: list[_Pending], reply: BatchError) -> None:
+    def _batch_failed(self, batch: list[Pending], reply: BatchError) -> None:
         if len(batch) > 1:
             # One bad request must not fail the others: run each alone to find it.
             for p in reversed(batch):
@@ -528,7 +473,7 @@ class Deployment:
         self._fail(batch[0], error_cls(f"model {self.name} rejected the request: {reply.error}"))
 
     # --------------------------------------------------------------- supervision
-    async def _run_slot(self, slot: _Slot) -> None:
+    async def _run_slot(self, slot: Slot) -> None:
         try:
             await self._supervise(slot)
         finally:
@@ -541,7 +486,7 @@ class Deployment:
                     self._slots.remove(slot)
                 log.info("replica %s-%d drained and stopped", self.name, slot.index)
 
-    async def _supervise(self, slot: _Slot) -> None:
+    async def _supervise(self, slot: Slot) -> None:
         loop = asyncio.get_running_loop()
         backoff = RESTART_BACKOFF_S
         while not self._stopping and not slot.draining:
@@ -582,7 +527,7 @@ class Deployment:
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
         slot.state = SlotState.STOPPED
 
-    async def _watch(self, slot: _Slot, handle: ReplicaHandle) -> None:
+    async def _watch(self, slot: Slot, handle: ReplicaHandle) -> None:
         """Mark the slot not ready the moment its replica's connection drops."""
         await handle.wait_closed()
         if slot.state is SlotState.READY and not self._stopping and not slot.draining:

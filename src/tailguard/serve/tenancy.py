@@ -25,8 +25,9 @@ from tailguard.serve.admission import (
     initial_bucket,
 )
 from tailguard.serve.config import ServeConfig
-from tailguard.serve.deployment import OPEN_CALLER, Caller, Deployment
+from tailguard.serve.deployment import Deployment
 from tailguard.serve.errors import Forbidden, TooManyRequests, Unauthorized
+from tailguard.serve.slots import OPEN_CALLER, Caller
 from tailguard.serve.tenants import TenantDirectory, TenantSpec
 
 
