@@ -24,8 +24,9 @@ from typing import IO, Any, Protocol
 
 from tailguard.artifacts import ArtifactError, Registry, tailguard_home
 from tailguard.train.checkpoint import CheckpointStore
-from tailguard.train.job import DataSpec, JobError, TrainJob
+from tailguard.train.job import JobError, TrainJob
 from tailguard.train.metrics import MetricsWriter, read_events
+from tailguard.train.preflight import check_job_data
 from tailguard.train.runs import RunPaths, latest_run, new_run_id, read_json, run_paths, write_json
 from tailguard.train.supervision import (
     Action,
@@ -132,11 +133,7 @@ class LocalEngine:
             resolve_builder(job.model.builder)
         except ValueError as exc:
             raise JobError(str(exc)) from exc
-        if job.data.dataset_factory == DataSpec.model_fields["dataset_factory"].default:
-            for role, path in (("train", job.data.train), ("eval", job.data.eval)):
-                if path is not None and not (Path(path) / "index.json").is_file():
-                    raise JobError(f"data.{role}: {path} is not a dataset directory (no "
-                                   "index.json); create it with `tailguard data ingest`")
+        check_job_data(job)  # schema, types, rows: from index.json, before any worker
 
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,
