@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tailguard.data.order import Partition
-from tailguard.train.batching import Collator, StepPlan, per_rank_batch, resolve_columns
+from tailguard.train.batching import (
+    Collator,
+    ColumnTaker,
+    StepPlan,
+    per_rank_batch,
+    resolve_columns,
+)
 
 
 @given(n=st.integers(0, 500), b=st.integers(1, 40), world=st.integers(1, 6),
@@ -71,3 +79,46 @@ def test_collator_passes_text_as_strings() -> None:
     collate = Collator(["text"], "y", label_dtype=torch.int64)
     batch = collate([{"text": "hello", "y": 1}, {"text": b"bye", "y": 0}])
     assert batch.features == ["hello", "bye"]
+
+
+def _chunks(columns: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
+    bounds = np.cumsum([0, *sizes])
+    return [{c: v[lo:hi] for c, v in columns.items()} for lo, hi in pairwise(bounds)]
+
+
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=6), b=st.integers(1, 7))
+def test_column_taker_batches_equal_sample_collation(sizes: list[int], b: int) -> None:
+    """Slicing column chunks gives the batches that collating one dict per sample gives,
+    across chunk (shuffle-window) boundaries; a list column is densified, labels kept."""
+    n = sum(sizes)
+    rng = np.random.default_rng(n)
+    vectors = np.empty(n, dtype=object)
+    vectors[:] = [rng.random(3).astype(np.float32) for _ in range(n)]
+    columns = {"v": vectors, "label": rng.integers(0, 5, n)}
+    samples = [{c: v[i] for c, v in columns.items()} for i in range(n)]
+    fast = Collator(["v"], "label", label_dtype=torch.int64)
+    slow = Collator(["v"], "label", label_dtype=torch.int64)
+    taker = ColumnTaker(iter(_chunks(columns, sizes)))
+    for lo in range(0, n - n % b, b):
+        chunk = taker.take(b)
+        assert chunk is not None
+        got, want = fast.from_columns(chunk), slow(samples[lo:lo + b])
+        assert isinstance(got.features, torch.Tensor) and isinstance(want.features, torch.Tensor)
+        torch.testing.assert_close(got.features, want.features)
+        torch.testing.assert_close(got.labels, want.labels)
+        torch.testing.assert_close(got.weights, want.weights)
+    if n % b:
+        assert taker.take(b) is None  # the stream ends inside the batch
+
+
+def test_from_columns_stacks_numeric_columns_and_keeps_text() -> None:
+    numeric = Collator(["a", "b"], "y", label_dtype=torch.float32)
+    batch = numeric.from_columns({"a": np.array([1, 2]), "b": np.array([0.5, 1.5]),
+                                  "y": np.array([0.0, 1.0])})
+    assert isinstance(batch.features, torch.Tensor)
+    assert batch.features.tolist() == [[1.0, 0.5], [2.0, 1.5]]
+    text = Collator(["t"], "y", label_dtype=torch.int64)
+    words = np.array(["hi", "yo"], dtype=object)
+    assert text.from_columns({"t": words, "y": np.array([0, 1])}).features == ["hi", "yo"]
+    placeholder = text.from_columns({"t": words[:0], "y": np.array([], dtype=np.int64)})
+    assert placeholder.rows == 1 and float(placeholder.weights.sum()) == 0.0

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from tailguard.train.job import LossName, MetricName, ScheduleSpec
-from tailguard.train.objectives import MetricSums, lr_factor, per_row_loss, step_loss, target_met
+from tailguard.train.objectives import (
+    MetricSums,
+    lr_factor,
+    mean_loss,
+    per_row_loss,
+    step_loss,
+    target_met,
+)
 
 
 def _grad(model: torch.nn.Module) -> torch.Tensor:
@@ -32,6 +39,25 @@ def test_rank_losses_average_to_the_global_mean_gradient() -> None:
         step_loss(rows_loss, w, global_rows=7, world_size=2).backward()
         grads.append(_grad(model).clone())
     torch.testing.assert_close((grads[0] + grads[1]) / 2, reference)
+
+
+@pytest.mark.parametrize("loss", [LossName.CROSS_ENTROPY, LossName.MSE])
+def test_full_batch_fast_path_equals_weighted_share(loss: LossName) -> None:
+    """The trainer's fast path for full batches gives step_loss's value and gradient."""
+    torch.manual_seed(1)
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(8, 4)
+    y = torch.randint(0, 3, (8,)) if loss is LossName.CROSS_ENTROPY else torch.randn(8, 3)
+    model.zero_grad()
+    fast = mean_loss(loss, model(x), y)
+    fast.backward()
+    fast_grad = _grad(model).clone()
+    model.zero_grad()
+    slow = step_loss(per_row_loss(loss, model(x), y), torch.ones(8), global_rows=16,
+                     world_size=2)
+    slow.backward()
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(fast_grad, _grad(model))
 
 
 def test_metric_sums_weight_out_placeholders() -> None:

@@ -56,7 +56,7 @@ the copies never see a later epoch. Keep the default ``persistent_workers=False`
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,7 +248,26 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             needed = set(shard_of.tolist())
             yield _WindowPlan(tuple(s for s in order.windows[k] if s in needed), shard_of, row_of)
 
+    def iter_columns(self, worker: int = 0, num_workers: int = 1) -> Iterator[Decoded]:
+        """The same samples as :meth:`iter_worker`, in the same order, as column chunks
+        (``dict`` column -> array, one chunk per shuffle window): for trainers that slice
+        whole batches instead of building one ``dict`` per sample."""
+        part = self._partition(worker, num_workers)
+        order = EpochOrder(tuple(self.index.shard_rows), self.seed, self._epoch, self.shuffle)
+        return self._iterate_columns(order, part)
+
     def _iterate(self, order: EpochOrder, part: Partition) -> Iterator[dict[str, Any]]:
+        names = self.columns
+        chunks = self._iterate_columns(order, part)
+        try:
+            for columns in chunks:
+                arrays = [columns[c] for c in names]
+                for i in range(len(arrays[0])):
+                    yield {name: arr[i] for name, arr in zip(names, arrays, strict=True)}
+        finally:
+            chunks.close()  # stop the prefetch thread now, not when collected
+
+    def _iterate_columns(self, order: EpochOrder, part: Partition) -> Generator[Decoded]:
         cache = ShardCache(self._reader.decode, self.prefetch_shards)
         plans = self._plans(order, part)
         ahead: deque[_WindowPlan] = deque()
@@ -271,11 +290,11 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                     where = np.flatnonzero(plan.shard_of == shard)
                     rows = plan.row_of[where]
                     parts.append((where, {c: v[rows] for c, v in decoded.items()}))
-                yield from self._samples(parts, len(plan.shard_of))
+                yield self._window_columns(parts, len(plan.shard_of))
         finally:
             cache.close()
 
-    def _samples(self, parts: list[tuple[np.ndarray, Decoded]], n: int) -> Iterator[dict[str, Any]]:
+    def _window_columns(self, parts: list[tuple[np.ndarray, Decoded]], n: int) -> Decoded:
         where = np.concatenate([w for w, _ in parts])
         columns: dict[str, np.ndarray] = {}
         for name in self.columns:
@@ -283,7 +302,4 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             out = np.empty(n, dtype=values.dtype)
             out[where] = values
             columns[name] = out
-        names = self.columns
-        arrays = [columns[c] for c in names]
-        for i in range(n):
-            yield {name: arr[i] for name, arr in zip(names, arrays, strict=True)}
+        return columns

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,68 @@ class Collator:
                                  dtype=self.label_dtype)
         return Batch(self._features(samples), labels, weights)
 
+    def from_columns(self, columns: Mapping[str, np.ndarray]) -> Batch:
+        """The batch of a column chunk (see :class:`ColumnTaker`): the same values as
+        ``self([one dict per row])`` without building the dicts."""
+        n = len(columns[self.label_column])
+        if n == 0:
+            return self([])
+        if self._placeholder is None:
+            self._placeholder = {c: v[0] for c, v in columns.items()}
+        labels = torch.as_tensor(_dense(columns[self.label_column]), dtype=self.label_dtype)
+        cols = self.feature_columns
+        features: Features
+        if len(cols) == 1:
+            values = columns[cols[0]]
+            if values.dtype == object and isinstance(values[0], str | bytes):
+                features = [_as_text(v) for v in values]
+            else:
+                features = torch.from_numpy(
+                    np.ascontiguousarray(_dense(values), dtype=np.float32).reshape(n, -1))
+        else:
+            stacked = np.stack([columns[c].astype(np.float64) for c in cols], axis=1)
+            features = torch.from_numpy(stacked.astype(np.float32))
+        return Batch(features, labels, torch.ones(n))
+
     def remember(self, sample: Mapping[str, Any]) -> None:
         """Keep a sample to shape placeholders for steps where this rank gets no rows."""
         if self._placeholder is None:
             self._placeholder = sample
+
+
+def _dense(values: np.ndarray) -> np.ndarray:
+    """An object array of equal-length arrays (a list column) as one 2-D array."""
+    return np.stack(list(values)) if values.dtype == object else values
+
+
+class ColumnTaker:
+    """Cuts consecutive batches of ``n`` rows out of a stream of column chunks (one chunk per
+    shuffle window, from ``StreamingDataset.iter_columns``): slices, no per-row objects."""
+
+    def __init__(self, chunks: Iterator[Mapping[str, np.ndarray]]) -> None:
+        self._chunks = chunks
+        self._chunk: Mapping[str, np.ndarray] = {}
+        self._offset = 0
+        self._size = 0
+
+    def take(self, n: int) -> dict[str, np.ndarray] | None:
+        """The next ``n`` rows; ``None`` when the stream ends first."""
+        pieces: list[Mapping[str, np.ndarray]] = []
+        need = n
+        while need > 0:
+            if self._offset >= self._size:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return None
+                self._chunk, self._offset = chunk, 0
+                self._size = len(next(iter(chunk.values()))) if chunk else 0
+                continue
+            stop = min(self._size, self._offset + need)
+            pieces.append({c: v[self._offset:stop] for c, v in self._chunk.items()})
+            need -= stop - self._offset
+            self._offset = stop
+        if len(pieces) == 1:
+            return dict(pieces[0])
+        if not pieces:
+            return {c: v[:0] for c, v in self._chunk.items()} if self._chunk else {}
+        return {c: np.concatenate([p[c] for p in pieces]) for c in pieces[0]}
