@@ -127,6 +127,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             raise DataError(f"seed must be >= 0, got {self.seed}")
         self.prefetch_shards = int(prefetch_shards)
         self._reader = ShardReader(self.path, self.index, self.columns)
+        # A dataset of at most prefetch_shards + 1 shards fits in the cache's own bound: keep
+        # its decoded shards across iterations (epochs) instead of re-reading them each time.
+        self._kept: dict[int, Decoded] | None = (
+            {} if len(self.index.shards) <= self.prefetch_shards + 1 else None)
         self._epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, consumed) from load_state_dict
         self._partition(0, 1)  # validates batch_size / rank / world_size now
@@ -248,6 +252,20 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             needed = set(shard_of.tolist())
             yield _WindowPlan(tuple(s for s in order.windows[k] if s in needed), shard_of, row_of)
 
+    def _decode(self, shard: int) -> Decoded:
+        kept = self._kept
+        if kept is None:
+            return self._reader.decode(shard)
+        decoded = kept.get(shard)
+        if decoded is None:
+            decoded = kept[shard] = self._reader.decode(shard)  # dict ops are atomic
+        return decoded
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_kept"] = {} if self._kept is not None else None  # copies decode their own
+        return state
+
     def iter_columns(self, worker: int = 0, num_workers: int = 1) -> Iterator[Decoded]:
         """The same samples as :meth:`iter_worker`, in the same order, as column chunks
         (``dict`` column -> array, one chunk per shuffle window): for trainers that slice
@@ -268,7 +286,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             chunks.close()  # stop the prefetch thread now, not when collected
 
     def _iterate_columns(self, order: EpochOrder, part: Partition) -> Generator[Decoded]:
-        cache = ShardCache(self._reader.decode, self.prefetch_shards)
+        cache = ShardCache(self._decode, self.prefetch_shards)
         plans = self._plans(order, part)
         ahead: deque[_WindowPlan] = deque()
         try:
@@ -299,7 +317,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         columns: dict[str, np.ndarray] = {}
         for name in self.columns:
             values = np.concatenate([d[name] for _, d in parts])
-            out = np.empty(n, dtype=values.dtype)
+            out = np.empty((n, *values.shape[1:]), dtype=values.dtype)
             out[where] = values
             columns[name] = out
         return columns

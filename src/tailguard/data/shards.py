@@ -1,6 +1,7 @@
 """Reading shards: lazy sha256 checks, decoding to numpy columns, a bounded prefetching LRU.
 
-A decoded shard is ``dict[column, numpy.ndarray]`` (strings as object arrays of ``str``).
+A decoded shard is ``dict[column, numpy.ndarray]`` (strings as object arrays of ``str``; a
+list column of fixed width as a 2-D array, of varying width as an object array of arrays).
 :class:`ShardCache` holds at most ``prefetch + 1`` of them: the one being read and the next
 ``prefetch`` ones, which a single background thread decodes ahead of need.
 """
@@ -51,7 +52,9 @@ class ShardReader:
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    """A column as numpy; list columns become object arrays of *writable* numpy arrays.
+    """A column as numpy; a list column whose rows all have one length becomes a writable
+    2-D array (row ``i`` is sample ``i``), other list columns object arrays of *writable*
+    numpy arrays.
 
     (Arrow's zero-copy views are read-only, and torch warns when collating those.)
     """
@@ -68,6 +71,11 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
         return out
     flat = np.array(lists.flatten().to_numpy(zero_copy_only=False))  # one writable copy
     offsets = lists.offsets.to_numpy()
+    widths = np.diff(offsets)
+    if len(flat) == len(lists) * int(widths[0]) and (widths == widths[0]).all():
+        # every row the same length (pixels, embeddings): one 2-D array, row i = sample i;
+        # a batch is then a slice, not a stack of small arrays
+        return flat.reshape(len(lists), int(widths[0]))
     parts = np.split(flat, offsets[1:-1] - offsets[0])
     for i, part in enumerate(parts):
         out[i] = part
