@@ -29,7 +29,7 @@ from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
 from tailguard.serve.deployment import Deployment
-from tailguard.serve.errors import BadRequest, NotFound, ServeError
+from tailguard.serve.errors import BadRequest, ModelFailed, NotFound, ServeError
 from tailguard.serve.fairqueue import FairQueueConfig
 from tailguard.serve.http import read_body, respond
 from tailguard.serve.loader import instantiate, signature
@@ -40,6 +40,14 @@ from tailguard.serve.tenancy import Principal, TenantGate
 from tailguard.tensors import Tensors
 
 log = logging.getLogger("tailguard.serve")
+
+
+def _as_serve_error(exc: Exception, path: str) -> ServeError:
+    """A bug below the adapters still answers: 500 with a message, logged with its trace."""
+    if isinstance(exc, ServeError):
+        return exc
+    log.exception("internal error serving %s", path, exc_info=exc)
+    return ModelFailed(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _json(data: object, status: int = 200) -> Response:
@@ -177,7 +185,8 @@ class Gateway:
                                       request.key)
             payload = v2.encode_infer(name, deployment.spec.version, request, outputs,
                                       deployment.signature)
-        except ServeError as exc:
+        except Exception as exc:  # every request ends with a typed JSON answer
+            exc = _as_serve_error(exc, path)
             self._count(label, "v2", exc.status, started)
             await respond(send, exc.status, orjson.dumps({"error": exc.message}),
                           self._error_headers(exc))
@@ -217,7 +226,8 @@ class Gateway:
             tensors = openai.to_tensors(request, deployment.signature)
             outputs = await self._run(principal, deployment, tensors, len(request.texts), ())
             payload = openai.encode_embeddings(request, outputs)
-        except ServeError as exc:
+        except Exception as exc:  # every request ends with a typed JSON answer
+            exc = _as_serve_error(exc, "/v1/embeddings")
             self._count(label, "openai", exc.status, started)
             await respond(send, exc.status, openai.error_body(exc.message, exc.status),
                           self._error_headers(exc))
