@@ -42,7 +42,10 @@ def test_lone_request_after_a_burst_of_full_batches_is_admitted() -> None:
     # Regression: feasibility used the last batch's time (a full batch, 0.35 s) for a lone
     # request with a 250 ms objective, shed it — and every later one, since shed requests
     # never make the small batches that would correct the estimate.
+    from tailguard.serve.slots import Slot, SlotState
+
     gate, dep, _ = _setup(p99_ms=250)
+    dep._slots.append(Slot(0, state=SlotState.READY))  # feasibility only judges a live fleet
     for _ in range(20):
         dep._service.observe(32, 0.35)
     who = gate.authenticate([(b"authorization", b"Bearer t-key")])

@@ -79,3 +79,30 @@ def test_open_mode_admits_everyone_without_keys() -> None:
     gate = TenantGate(config, UsageMeter(ServeMetrics().registry))
     who = gate.authenticate([])
     assert who.admin and gate.may_use(who, "m")
+
+
+def test_tenant_without_backlog_gets_its_whole_objective() -> None:
+    import numpy as np
+
+    from tailguard.serve.slots import Caller, Pending, Slot, SlotState
+    from tailguard.serve.tenants import Priority
+
+    gate, dep, _ = _setup(p99_ms=100)
+    dep._slots.append(Slot(0, state=SlotState.READY))  # one replica ready (not started here)
+    for _ in range(20):
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (35 ms)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+
+    def queued(tenant: str, priority: Priority, rows: int) -> None:
+        item = Pending({"x": np.zeros((rows, 1), np.float32)}, rows, (), None,  # type: ignore[arg-type]
+                       0.0, 9.0, Caller(tenant, priority))
+        dep._queue.push(item, tenant=tenant, priority=priority, weight=1.0, deadline=9.0,
+                        rows=rows, now=0.0)
+
+    queued("u", Priority.CRITICAL, 6)  # served first: 6 rows ahead of anything standard
+    # Predicted 6 x 9 ms + its own batch (27 ms) = 81 ms: past 80% of 100 ms, within it.
+    gate.admit(who, dep, 1, now=0.0)  # no backlog of its own: admitted
+    queued("t", Priority.STANDARD, 1)
+    with pytest.raises(TooManyRequests) as info:  # with a backlog of its own: the margin holds
+        gate.admit(who, dep, 1, now=0.0)
+    assert info.value.reason == "shed"

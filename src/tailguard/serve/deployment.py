@@ -139,6 +139,10 @@ class Deployment:
         fit = int((budget_s - fixed) / per_row + 1e-6)
         return max(1, min(cap, fit))
 
+    def backlog_rows(self, caller: Caller) -> int:
+        """Rows this caller already has waiting in the queue."""
+        return self._queue.tenant_rows(caller.priority, caller.tenant)
+
     def rows_ahead(self, caller: Caller, rows: int) -> int:
         return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,
                                       weight=caller.weight)

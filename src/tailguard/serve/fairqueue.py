@@ -220,6 +220,11 @@ class FairQueue(Generic[T]):
             out[cls.priority] = total
         return out
 
+    def tenant_rows(self, priority: Priority, tenant: str) -> int:
+        """Rows ``tenant`` has queued in ``priority`` (its backlog; retries not counted)."""
+        flow = self._classes[priority.rank].flows.get(tenant)
+        return flow.rows if flow is not None else 0
+
     def rows_ahead(
         self, priority: Priority, tenant: str, *, rows: int = 1, weight: float | None = None
     ) -> int:

@@ -76,6 +76,12 @@ class TenantGate:
             shed_fraction_sheddable=settings.shed_fraction_sheddable,
             shed_fraction_standard=settings.shed_fraction_standard,
         )
+        # A tenant with nothing queued is not the cause of an overload: it is shed only when
+        # it would miss its objective outright, never on the safety margin the others get.
+        self._config_no_backlog = AdmissionConfig(
+            shed_fraction_sheddable=max(settings.shed_fraction_sheddable, 1.0),
+            shed_fraction_standard=max(settings.shed_fraction_standard, 1.0),
+        )
         self._buckets: dict[str, TokenBucket | None] = {}
         self._inflight: dict[str, int] = defaultdict(int)
 
@@ -122,7 +128,9 @@ class TenantGate:
                 rows_ahead=ahead,
             )
             snapshot = deployment.admission_snapshot(ahead, rows, now)
-            decision = admit(request, snapshot, self._config, now)
+            config = (self._config if deployment.backlog_rows(caller) else
+                      self._config_no_backlog)
+            decision = admit(request, snapshot, config, now)
             self._buckets[tenant.id] = decision.bucket
             if not decision.admitted:
                 assert decision.reason is not None
