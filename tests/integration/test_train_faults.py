@@ -15,35 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
-from sklearn.datasets import load_digits
 
-from tailguard.data import ingest
 from tailguard.train import LocalEngine, TrainResult, parse_job, read_events
 from tailguard.train.trainer import FAULT_ENV, STEP_DELAY_ENV
+from tests.integration.digits_data import make_digits
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
-    header = ",".join([*(f"px{i}" for i in range(x.shape[1])), "label"])
-    rows = [",".join([*(f"{v:g}" for v in r), str(int(t))]) for r, t in zip(x, y, strict=True)]
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("digits")
-    d = load_digits()
-    order = np.random.default_rng(0).permutation(len(d.target))  # the file ends in hard cases
-    x, y = (d.data[order] / 16.0).astype(np.float32), d.target[order]
-    _write_csv(root / "train.csv", x[:1400], y[:1400])
-    _write_csv(root / "test.csv", x[1400:], y[1400:])
-    ingest([str(root / "train.csv")], root / "train")
-    ingest([str(root / "test.csv")], root / "test")
-    return {"train": root / "train", "test": root / "test"}
+    return make_digits(tmp_path_factory.mktemp("digits"))
 
 
 def _job(digits: dict[str, Path], **over: Any) -> dict[str, Any]:

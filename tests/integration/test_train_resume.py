@@ -19,38 +19,23 @@ import torch
 import typer
 import yaml
 from safetensors.torch import load_file
-from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from tailguard.artifacts import Registry
 from tailguard.commands import train as train_commands
-from tailguard.data import ingest
 from tailguard.models import load_model_class
 from tailguard.tensors import TensorSpec
 from tailguard.train import LocalEngine, TrainResult, parse_job, read_events
 from tailguard.train.metrics import last_per_step
 from tailguard.train.trainer import FAULT_ENV
+from tests.integration.digits_data import make_digits
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
-    header = ",".join([*(f"px{i}" for i in range(x.shape[1])), "label"])
-    rows = [",".join([*(f"{v:g}" for v in r), str(int(t))]) for r, t in zip(x, y, strict=True)]
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("digits")
-    d = load_digits()
-    order = np.random.default_rng(0).permutation(len(d.target))  # the file ends in hard cases
-    x, y = (d.data[order] / 16.0).astype(np.float32), d.target[order]
-    _write_csv(root / "train.csv", x[:1400], y[:1400])
-    _write_csv(root / "test.csv", x[1400:], y[1400:])
-    ingest([str(root / "train.csv")], root / "train", shard_rows=500)
-    ingest([str(root / "test.csv")], root / "test")
-    return {"train": root / "train", "test": root / "test"}
+    return make_digits(tmp_path_factory.mktemp("digits"), shard_rows=500)
 
 
 def _job(digits: dict[str, Path], **over: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tailguard.names import NAME_RE
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 class ArtifactError(Exception):
@@ -59,7 +59,7 @@ class Manifest(BaseModel):
     @field_validator("name", "version")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
+        if not NAME_RE.match(value):
             raise ValueError(
                 f"{value!r} must be 1-128 characters of letters, digits, '_', '.', '-'"
             )

@@ -114,6 +114,21 @@ class _Engine:
         self._code[i] = code
         self._completed += 1
 
+    def _record_answer(self, conn: Connection, status: int) -> float:
+        """Book an HTTP answer on ``conn`` for its request; returns the time it arrived."""
+        now = time.perf_counter()
+        i = conn.token
+        conn.token = -1
+        if now - conn.sent_at > self._timeout:
+            status = CODE_TIMEOUT  # the answer came, but after the deadline the sweep checks
+        self._done[i] = now
+        self._code[i] = status
+        self._inflight -= 1
+        self._completed += 1
+        if 200 <= status < 300:
+            self._ok += 1
+        return now
+
     def _spawn_connect(self) -> None:
         self._connecting += 1
         task = self._loop.create_task(self._connect())
@@ -296,17 +311,7 @@ class ClosedLoop(_Engine):
             self._spawn_connect()
 
     def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
-        now = time.perf_counter()
-        i = conn.token
-        conn.token = -1
-        if now - conn.sent_at > self._timeout:
-            status = CODE_TIMEOUT  # the answer came, but after the deadline the sweep checks
-        self._done[i] = now
-        self._code[i] = status
-        self._inflight -= 1
-        self._completed += 1
-        if 200 <= status < 300:
-            self._ok += 1
+        now = self._record_answer(conn, status)
         if now >= self._stop_at:
             self._stopping = True
             self._check_drained()
@@ -457,17 +462,7 @@ class OpenLoop(_Engine):
             self._grow(count_wait=False)
 
     def on_response(self, conn: Connection, status: int, keep_alive: bool) -> None:
-        now = time.perf_counter()
-        i = conn.token
-        conn.token = -1
-        if now - conn.sent_at > self._timeout:
-            status = CODE_TIMEOUT  # the answer came, but after the deadline the sweep checks
-        self._done[i] = now
-        self._code[i] = status
-        self._inflight -= 1
-        self._completed += 1
-        if 200 <= status < 300:
-            self._ok += 1
+        self._record_answer(conn, status)
         if keep_alive:
             self._release(conn)
         else:

@@ -21,7 +21,6 @@ Example ``serve.yaml``::
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tailguard.autoscale.spec import AutoscalingSpec
+from tailguard.names import NAME_RE
 from tailguard.serve.tenants import TenantSpec, hash_api_key
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 class DeploymentSpec(BaseModel):
@@ -63,7 +61,7 @@ class DeploymentSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
+        if not NAME_RE.match(value):
             raise ValueError(f"deployment name {value!r}: use letters, digits, '_', '.', '-'")
         return value
 

@@ -315,7 +315,6 @@ class Deployment:
         c = p.caller
         self._queue.push(p, tenant=c.tenant, priority=c.priority, weight=c.weight,
                          deadline=p.deadline, rows=p.rows, now=p.enqueued, front=front)
-        p.queued = True
         while self._idle:
             slot = self._idle.pop()
             if slot.wake is not None and not slot.wake.done():
@@ -328,9 +327,7 @@ class Deployment:
     def _expire(self, p: Pending) -> None:
         if p.future.done():
             return
-        if p.queued:
-            p.queued = False
-            self._queue.remove(p)
+        self._queue.remove(p)  # False (a no-op) once it left the queue
         waited_ms = (p.deadline - p.enqueued) * 1000
         p.future.set_exception(DeadlineExceeded(
             f"deployment {self.name}: no result within the {waited_ms:.0f} ms deadline"
@@ -344,12 +341,10 @@ class Deployment:
     def _peek_live(self, now: float) -> Pending | None:
         while (p := self._queue.peek(now)) is not None and p.future.done():
             self._queue.pop(now)
-            p.queued = False
         return p
 
     def _fail_queued(self, error: Exception) -> None:
         while (p := self._queue.pop(0.0)) is not None:
-            p.queued = False
             self._fail(p, error)
 
     async def _next_batch(self, slot: Slot) -> list[Pending] | None:
@@ -385,7 +380,6 @@ class Deployment:
                           or rows + p.rows > max_rows):
                 break
             self._queue.pop(now)
-            p.queued = False
             batch.append(p)
             rows += p.rows
         return batch or None

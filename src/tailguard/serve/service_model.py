@@ -23,6 +23,7 @@ class ServiceModel:
     _kk: float = 0.0
     _s: float = 0.0
     _ks: float = 0.0
+    _fit: tuple[float, float] = (0.0, 0.0)  # refitted once per batch, read per admission
 
     def observe(self, rows: int, seconds: float) -> None:
         d = self.decay
@@ -31,6 +32,7 @@ class ServiceModel:
         self._kk = d * self._kk + rows * rows
         self._s = d * self._s + seconds
         self._ks = d * self._ks + rows * seconds
+        self._fit = self._refit()
 
     @property
     def measured(self) -> bool:
@@ -38,8 +40,9 @@ class ServiceModel:
 
     def coefficients(self) -> tuple[float, float]:
         """``(fixed_s, per_row_s)``, both >= 0; without a usable spread, ``per_row_s`` only."""
-        if self._w == 0:
-            return 0.0, 0.0
+        return self._fit
+
+    def _refit(self) -> tuple[float, float]:
         det = self._w * self._kk - self._k * self._k
         if det > 1e-9 * self._w * self._kk:
             per_row = (self._w * self._ks - self._k * self._s) / det

@@ -42,7 +42,6 @@ class Pending:
     deadline: float
     caller: Caller
     dispatches: int = 0
-    queued: bool = False
     solo: bool = False  # run alone (after its batch failed as a whole)
 
 

@@ -96,7 +96,7 @@ class TenantGate:
         admin = False
         for candidate in self._admin:  # no early exit, like the tenant directory
             admin |= hmac.compare_digest(digest, candidate)
-        tenant = self.directory.authenticate(key)
+        tenant = self.directory.authenticate_digest(digest)  # the key is hashed once
         if tenant is None and not admin:
             raise Unauthorized("invalid API key")
         return Principal(tenant, admin=admin and tenant is None)

@@ -36,6 +36,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tailguard.names import NAME_RE
+
 __all__ = [
     "ALL_DEPLOYMENTS",
     "Priority",
@@ -48,7 +50,6 @@ __all__ = [
 ALL_DEPLOYMENTS = "*"
 _HASH_PREFIX = "sha256:"
 _HASH_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 class Priority(StrEnum):
@@ -117,7 +118,7 @@ class TenantSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _safe_id(cls, value: str) -> str:
-        if not _ID_RE.match(value):
+        if not NAME_RE.match(value):
             raise ValueError(f"tenant id {value!r} must be 1-128 letters, digits, '_', '.', '-'")
         return value
 
@@ -200,7 +201,10 @@ class TenantDirectory:
         """The tenant owning ``key``, or None (missing or unknown key -> 401)."""
         if not key:
             return None
-        candidate = hashlib.sha256(key.encode("utf-8")).digest()
+        return self.authenticate_digest(hashlib.sha256(key.encode("utf-8")).digest())
+
+    def authenticate_digest(self, candidate: bytes) -> TenantSpec | None:
+        """As :meth:`authenticate`, for a key already hashed (sha256 digest bytes)."""
         found: TenantSpec | None = None
         for digest, spec in self._digests:
             # No early exit: every digest is compared whatever matched before.
