@@ -106,3 +106,34 @@ def test_tenant_without_backlog_gets_its_whole_objective() -> None:
     with pytest.raises(TooManyRequests) as info:  # with a backlog of its own: the margin holds
         gate.admit(who, dep, 1, now=0.0)
     assert info.value.reason == "shed"
+
+
+def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
+    import numpy as np
+
+    from tailguard.serve.slots import Caller, Pending, Slot, SlotState
+    from tailguard.serve.tenants import Priority
+
+    gate, dep, _ = _setup(p99_ms=50)  # t's own objective; the deployment's is 100 ms
+    dep._slots.append(Slot(0, state=SlotState.READY))
+    for _ in range(20):
+        dep._service.observe(10, 0.04)  # 4 ms a row; batches capped at 8 rows (35 ms)
+
+    def queued(tenant: str, rows: int) -> None:
+        item = Pending({"x": np.zeros((rows, 1), np.float32)}, rows, (), None,  # type: ignore[arg-type]
+                       0.0, 9.0, Caller(tenant, Priority.STANDARD))
+        dep._queue.push(item, tenant=tenant, priority=Priority.STANDARD, weight=1.0,
+                        deadline=9.0, rows=rows, now=0.0)
+
+    for _ in range(40):
+        queued("u", 1)  # u floods: far beyond its half of a batch
+    for _ in range(2):
+        queued("t", 1)  # t has 2 rows waiting: with its next one, 3 of its 4-row share
+    t = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    # Predicted (2 own + 3 of u's) x 4 ms + a 6-row batch (24 ms) = 44 ms: past 80% of its
+    # 50 ms objective, within it; t is not the overload, so the margin does not apply.
+    gate.release(gate.admit(t, dep, 1, now=0.0))
+    queued("t", 2)  # now 4 + 1 rows: beyond its share, so the margin holds again
+    with pytest.raises(TooManyRequests) as info:
+        gate.admit(t, dep, 1, now=0.0)
+    assert info.value.reason == "shed"

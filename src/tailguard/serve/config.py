@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -56,6 +56,13 @@ class DeploymentSpec(BaseModel):
         5, ge=0, le=19,
         description="CPU niceness of replica processes: the gateway (I/O, admission, 429s) "
                     "keeps its latency when replicas saturate the cores")
+    replica_cpu_policy: Literal["normal", "batch", "idle"] = Field(
+        "idle",
+        description="Linux scheduling policy of replica processes. 'idle' (SCHED_IDLE): any "
+                    "normal process — the gateway answering a 429 or a health check — preempts "
+                    "a replica the moment it wakes, while replicas still use every cycle left "
+                    "over; 'batch' (SCHED_BATCH) or 'normal' (SCHED_OTHER, with replica_nice) "
+                    "when other normal-priority work on the host must not starve replicas")
     autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
 
     @field_validator("name")

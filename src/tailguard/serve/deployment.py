@@ -139,9 +139,18 @@ class Deployment:
         fit = int((budget_s - fixed) / per_row + 1e-6)
         return max(1, min(cap, fit))
 
-    def backlog_rows(self, caller: Caller) -> int:
-        """Rows this caller already has waiting in the queue."""
-        return self._queue.tenant_rows(caller.priority, caller.tenant)
+    def within_batch_share(self, caller: Caller, rows: int) -> bool:
+        """True when the caller's queued rows plus ``rows`` fit in its weighted share of the
+        next batch: a tenant below its fair share is not the one overloading the deployment
+        (its rows ride in the next batch whatever others queue), so admission gives it the
+        lenient margin even when a few of its rows are waiting for that batch."""
+        queued = self._queue.tenant_rows(caller.priority, caller.tenant)
+        if queued == 0:
+            return True
+        share = self._queue.batch_share_rows(caller.priority, caller.tenant,
+                                             weight=caller.weight,
+                                             batch_rows=self.batch_rows_cap())
+        return queued + rows <= share
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
         return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,

@@ -76,9 +76,10 @@ class TenantGate:
             shed_fraction_sheddable=settings.shed_fraction_sheddable,
             shed_fraction_standard=settings.shed_fraction_standard,
         )
-        # A tenant with nothing queued is not the cause of an overload: it is shed only when
-        # it would miss its objective outright, never on the safety margin the others get.
-        self._config_no_backlog = AdmissionConfig(
+        # A tenant whose queued rows fit in its weighted share of the next batch is not the
+        # cause of an overload: it is shed only when it would miss its objective outright,
+        # never on the safety margin the backlogged tenants get.
+        self._config_within_share = AdmissionConfig(
             shed_fraction_sheddable=max(settings.shed_fraction_sheddable, 1.0),
             shed_fraction_standard=max(settings.shed_fraction_standard, 1.0),
         )
@@ -128,8 +129,8 @@ class TenantGate:
                 rows_ahead=ahead,
             )
             snapshot = deployment.admission_snapshot(ahead, rows, now)
-            config = (self._config if deployment.backlog_rows(caller) else
-                      self._config_no_backlog)
+            config = (self._config_within_share if deployment.within_batch_share(caller, rows)
+                      else self._config)
             decision = admit(request, snapshot, config, now)
             self._buckets[tenant.id] = decision.bucket
             if not decision.admitted:

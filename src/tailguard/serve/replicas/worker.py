@@ -99,6 +99,24 @@ def _serve(sock: socket.socket, model: Model) -> None:
         _send(sock, BatchResult(msg.batch_id, outputs, time.perf_counter() - start))
 
 
+_CPU_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
+
+
+def _lower_priority(spec: DeploymentSpec) -> None:
+    """Niceness, then the scheduling policy (threads started later, torch's included, inherit
+    both). Lowering needs no privilege; a platform without the policy keeps its niceness."""
+    if spec.replica_nice:
+        os.nice(spec.replica_nice)
+    if spec.replica_cpu_policy == "normal":
+        return
+    policy = getattr(os, _CPU_POLICIES[spec.replica_cpu_policy], None)
+    if policy is None or not hasattr(os, "sched_setscheduler"):
+        print(f"replica: scheduling policy {spec.replica_cpu_policy!r} is not available on "
+              f"this platform; running with niceness {spec.replica_nice}", file=sys.stderr)
+        return
+    os.sched_setscheduler(0, policy, os.sched_param(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tailguard replica process")
     parser.add_argument("--fd", type=int, required=True)
@@ -108,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     spec = DeploymentSpec.model_validate_json(args.spec)
-    if spec.replica_nice:
-        os.nice(spec.replica_nice)
+    _lower_priority(spec)
     start = time.perf_counter()
     try:
         model = instantiate(spec)
