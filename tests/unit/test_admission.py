@@ -14,6 +14,7 @@ from tailguard.serve.admission import (
     TokenBucket,
     admit,
     estimate_finish,
+    estimate_finish_batched,
     initial_bucket,
     take,
     within_concurrency,
@@ -115,6 +116,50 @@ def test_estimate_finish_drains_inflight_and_queue_then_serves_the_batch() -> No
     assert estimate_finish(0.0, 0, 50.0, 1, 0.01) == pytest.approx(0.01)
     assert math.isinf(estimate_finish(0.0, 10, 0.0, 3))
     assert math.isinf(estimate_finish(0.0, 10, 50.0, 0))
+
+
+def test_batched_estimate_hands_earlier_batches_to_the_replica_free_first() -> None:
+    # Replicas free in 10 ms and 30 ms; full batches take 50 ms, the request's own 20 ms.
+    free = (0.030, 0.010)
+    assert estimate_finish_batched(1.0, free, 0, 0.05, 0.02) == pytest.approx(1.0 + 0.010 + 0.02)
+    # One batch before: it takes the replica free at 10 ms (busy to 60); ours starts at 30.
+    assert estimate_finish_batched(0.0, free, 1, 0.05, 0.02) == pytest.approx(0.030 + 0.02)
+    # Two before: the second takes the one free at 30 (to 80); ours starts at 60, after the wait.
+    assert estimate_finish_batched(0.0, free, 2, 0.05, 0.02, batch_wait_s=0.002) == (
+        pytest.approx(0.060 + 0.002 + 0.02))
+    assert estimate_finish_batched(0.0, (0.0,), 3, 0.05, 0.02) == pytest.approx(0.17)
+    assert math.isinf(estimate_finish_batched(0.0, (), 0, 0.05, 0.02))
+    # Far behind, the fluid mean: (10 + 30 ms + 1000 x 50 ms) / 2 replicas.
+    assert estimate_finish_batched(0.0, free, 1000, 0.05, 0.0) == pytest.approx(25.02)
+
+
+@given(free=st.lists(st.floats(0.0, 0.5), min_size=1, max_size=6),
+       before=st.integers(0, 200), full=st.floats(0.001, 0.2))
+@FAST
+def test_batched_estimate_grows_with_the_queue_and_shares_it_across_replicas(
+        free: list[float], before: int, full: float) -> None:
+    one = estimate_finish_batched(0.0, free, before, full, 0.0)
+    assert estimate_finish_batched(0.0, free, before + 1, full, 0.0) >= one
+    # Work-conserving: no earlier than the first free replica, no later than the last one
+    # after its even share of the batches ahead.
+    assert min(free) - 1e-9 <= one <= max(free) + math.ceil(before / len(free)) * full + 1e-9
+
+
+def test_admit_does_not_charge_a_request_for_rows_riding_in_its_own_batch() -> None:
+    # 20 rows ahead, batches of up to 32 rows: all of them ride with this request. An idle
+    # replica: the prediction is its own batch (30 ms), where a fluid drain also charges the
+    # 20 rows (20 ms at 1000 rows/s): 50 ms, past 80% of a 60 ms budget.
+    batched = AdmissionSnapshot({}, 1000.0, 1, batch_service_s=0.03, replica_free_in_s=(0.0,),
+                                batch_rows=32, full_batch_s=0.032)
+    fluid = AdmissionSnapshot({}, 1000.0, 1, batch_service_s=0.03)
+    req = request(budget_s=0.06, rows_ahead=20)
+    config = AdmissionConfig(shed_fraction_standard=0.8)
+    assert admit(req, batched, config, 0.0).admitted
+    assert admit(req, fluid, config, 0.0).reason is RejectReason.SHED
+    # 40 rows ahead: one full batch goes first (32 ms), then this one (30 ms): shed.
+    deep = admit(request(budget_s=0.06, rows_ahead=40), batched, config, 0.0)
+    assert deep.reason is RejectReason.SHED
+    assert deep.predicted_finish_s == pytest.approx(0.062)
 
 
 def snapshot(

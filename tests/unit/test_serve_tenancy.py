@@ -115,7 +115,9 @@ def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
     from tailguard.serve.tenants import Priority
 
     gate, dep, _ = _setup(p99_ms=50)  # t's own objective; the deployment's is 100 ms
-    dep._slots.append(Slot(0, state=SlotState.READY))
+    # One replica, 12 ms into an 8-row batch: free in 20 ms.
+    dep._slots.append(Slot(0, state=SlotState.READY, busy=True, busy_since=-0.012,
+                           batch_rows=8))
     for _ in range(20):
         dep._service.observe(10, 0.04)  # 4 ms a row; batches capped at 8 rows (35 ms)
 
@@ -130,10 +132,15 @@ def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
     for _ in range(2):
         queued("t", 1)  # t has 2 rows waiting: with its next one, 3 of its 4-row share
     t = gate.authenticate([(b"authorization", b"Bearer t-key")])
-    # Predicted (2 own + 3 of u's) x 4 ms + a 6-row batch (24 ms) = 44 ms: past 80% of its
-    # 50 ms objective, within it; t is not the overload, so the margin does not apply.
+    # Predicted: the replica frees in 20 ms, then t's batch (its 2 rows, 3 of u's and its
+    # own: 6 rows, 24 ms) = 44 ms: past 80% of its 50 ms objective, within it. t is not the
+    # overload, so the margin does not apply.
     gate.release(gate.admit(t, dep, 1, now=0.0))
-    queued("t", 2)  # now 4 + 1 rows: beyond its share, so the margin holds again
-    with pytest.raises(TooManyRequests) as info:
-        gate.admit(t, dep, 1, now=0.0)
+    caller = Caller("t", Priority.STANDARD)
+    assert dep.within_batch_share(caller, 2)
+    queued("t", 2)  # now 4 queued: one more row is beyond its share, the margin holds again
+    assert not dep.within_batch_share(caller, 1)
+    u = gate.authenticate([(b"authorization", b"Bearer u-key")])
+    with pytest.raises(TooManyRequests) as info:  # the flooding tenant is shed
+        gate.admit(u, dep, 1, now=0.0)
     assert info.value.reason == "shed"

@@ -109,7 +109,24 @@ class Deployment:
             inflight_rows=self._inflight_rows_left(now),
             batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
                              if self._service.measured else None),
+            replica_free_in_s=self._replica_free_in_s(now),
+            batch_rows=max_rows,
+            full_batch_s=self._service.seconds(max_rows) if self._service.measured else None,
         )
+
+    def _replica_free_in_s(self, now: float) -> tuple[float, ...]:
+        """Per ready replica, the seconds until it takes its next batch: 0 when idle, else
+        what the service model predicts is left of its batch."""
+        free = []
+        for slot in self._slots:
+            if slot.state is not SlotState.READY or slot.draining:
+                continue
+            if slot.busy and self._service.measured:
+                expected = self._service.seconds(slot.batch_rows)
+                free.append(max(0.0, expected - (now - slot.busy_since)))
+            else:
+                free.append(0.0)
+        return tuple(free)
 
     def _inflight_rows_left(self, now: float) -> int:
         """Rows the busy replicas still have to work through, by the service model: a batch

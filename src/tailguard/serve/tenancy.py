@@ -126,7 +126,7 @@ class TenantGate:
             request = RequestInfo.for_tenant(
                 tenant, deadline_s=now + slo_ms / 1000.0,
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
-                rows_ahead=ahead,
+                rows_ahead=ahead, rows=rows,
             )
             snapshot = deployment.admission_snapshot(ahead, rows, now)
             config = (self._config_within_share if deployment.within_batch_share(caller, rows)
