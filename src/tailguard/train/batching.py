@@ -196,3 +196,59 @@ class ColumnTaker:
         if not pieces:
             return {c: v[:0] for c, v in self._chunk.items()} if self._chunk else {}
         return {c: np.concatenate([p[c] for p in pieces]) for c in pieces[0]}
+
+
+def slice_batch(batch: Batch, start: int, stop: int) -> Batch:
+    """Rows ``start:stop`` of ``batch``: views of its tensors, no copy."""
+    return Batch(batch.features[start:stop], batch.labels[start:stop],
+                 batch.weights[start:stop])
+
+
+def concat_batches(parts: Sequence[Batch]) -> Batch:
+    first = parts[0].features
+    features: Features
+    if isinstance(first, torch.Tensor):
+        features = torch.cat([p.features for p in parts])  # type: ignore[misc]
+    else:
+        features = [text for p in parts for text in p.features]
+    return Batch(features, torch.cat([p.labels for p in parts]),
+                 torch.cat([p.weights for p in parts]))
+
+
+class BatchTaker:
+    """Cuts consecutive batches of ``n`` rows out of a stream of collated chunks (one per
+    shuffle window: ``map(collator.from_columns, dataset.iter_columns())``).
+
+    Each chunk is collated once, so a step costs three tensor slices (views), like a
+    hand-written loop over in-memory tensors; only a batch that straddles two chunks is
+    copied (``torch.cat``).
+    """
+
+    def __init__(self, chunks: Iterator[Batch]) -> None:
+        self._chunks = chunks
+        self._chunk: Batch | None = None
+        self._offset = 0
+        self._size = 0
+
+    def take(self, n: int) -> Batch | None:
+        """The next ``n >= 1`` rows; ``None`` when the stream ends first."""
+        stop = self._offset + n
+        if stop <= self._size:  # the common step: inside the current chunk
+            assert self._chunk is not None
+            start, self._offset = self._offset, stop
+            return slice_batch(self._chunk, start, stop)
+        pieces: list[Batch] = []
+        need = n
+        while need > 0:
+            if self._offset >= self._size:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return None
+                self._chunk, self._offset, self._size = chunk, 0, chunk.rows
+                continue
+            assert self._chunk is not None
+            stop = min(self._size, self._offset + need)
+            pieces.append(slice_batch(self._chunk, self._offset, stop))
+            need -= stop - self._offset
+            self._offset = stop
+        return pieces[0] if len(pieces) == 1 else concat_batches(pieces)

@@ -5,12 +5,13 @@ Layout under a run's ``checkpoints/``::
     step-00000040.tmp/   being written (all ranks write their shards, rank 0 the metadata)
     step-00000040/       renamed by rank 0 once DCP and ``trainer.json`` are written
     step-00000040/COMPLETE   written last; only directories holding it are ever loaded
+    step-00000040/rng-rank1.json   each rank's generator states (see ``tailguard.train.rng``)
 
 A crash at any point leaves the previous complete checkpoint loadable. Model and optimiser go
 through ``get_state_dict``/``set_state_dict`` so DDP and FSDP2 (sharded DTensors, resharded on
 load at another world size) share one code path. The schedule is a function of the step and
 the data order a function of (seed, epoch, consumed), so :class:`TrainerState` — counters
-only — completes the picture; per-step reseeding (see the trainer) makes RNG state redundant.
+only — and each rank's RNG states complete the picture.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from tailguard.train.rng import RngState
 
 STATE_VERSION = 1
 COMPLETE = "COMPLETE"
@@ -91,6 +94,10 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _rng_file(rank: int) -> str:
+    return f"rng-rank{rank}.json"
+
+
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -120,7 +127,8 @@ class CheckpointStore:
         return done[-1] if done else None
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainerState,
-             *, rank: int) -> CheckpointInfo:
+             *, rank: int, rng: RngState | None = None) -> CheckpointInfo:
+        """Write a checkpoint of ``state.step``; ``rng`` is this rank's generator states."""
         final = self.root / f"step-{state.step:08d}"
         tmp = final.with_name(final.name + ".tmp")
         if rank == 0:
@@ -130,6 +138,10 @@ class CheckpointStore:
         model_sd, optim_sd = get_state_dict(model, optimizer)
         dcp.save({"model": model_sd, "optim": optim_sd},  # type: ignore[attr-defined]
                  checkpoint_id=str(tmp))
+        if rng is not None:
+            tmp.mkdir(parents=True, exist_ok=True)
+            _write_atomic(tmp / _rng_file(rank), json.dumps(rng.state_dict()))
+            _barrier()  # every rank's file is in before rank 0 renames the directory
         if rank == 0:
             _write_atomic(tmp / TRAINER_FILE, json.dumps(state.state_dict(), indent=1))
             if final.exists():  # a crash between rename and COMPLETE left it unusable
@@ -153,6 +165,16 @@ class CheckpointStore:
         set_state_dict(model, optimizer, model_state_dict=loaded["model"],
                        optim_state_dict=loaded["optim"])
         return state
+
+    def load_rng(self, info: CheckpointInfo, rank: int) -> RngState | None:
+        """Rank ``rank``'s generator states in ``info``; ``None`` when it holds none."""
+        path = info.path / _rng_file(rank)
+        if not path.is_file():
+            return None
+        try:
+            return RngState.from_state_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable RNG state: {exc}") from exc
 
     def prune(self) -> None:
         """Delete all but the newest ``keep`` complete checkpoints (and stale temporaries)."""
