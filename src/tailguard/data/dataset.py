@@ -294,30 +294,42 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                 plan = ahead.popleft() if ahead else next(plans, None)
                 if plan is None:
                     return
+                if len(plan.shards) == 1:  # the common window: one gather, already in order
+                    decoded = cache.get(plan.shards[0])
+                    cache.prefetch(self._upcoming(plans, ahead, []))
+                    yield {c: np.take(decoded[c], plan.row_of, axis=0) for c in self.columns}
+                    continue
                 parts: list[tuple[np.ndarray, Decoded]] = []
                 for i, shard in enumerate(plan.shards):
-                    upcoming = list(plan.shards[i + 1 :]) + [s for p in ahead for s in p.shards]
-                    while len(upcoming) < self.prefetch_shards:
-                        nxt = next(plans, None)
-                        if nxt is None:
-                            break
-                        ahead.append(nxt)
-                        upcoming.extend(nxt.shards)
+                    upcoming = self._upcoming(plans, ahead, list(plan.shards[i + 1 :]))
                     decoded = cache.get(shard)
                     cache.prefetch(upcoming)
                     where = np.flatnonzero(plan.shard_of == shard)
                     rows = plan.row_of[where]
-                    parts.append((where, {c: v[rows] for c, v in decoded.items()}))
+                    parts.append((where, {c: np.take(decoded[c], rows, axis=0)
+                                          for c in self.columns}))
                 yield self._window_columns(parts, len(plan.shard_of))
         finally:
             cache.close()
 
+    def _upcoming(self, plans: Iterator[_WindowPlan], ahead: deque[_WindowPlan],
+                  upcoming: list[int]) -> list[int]:
+        """``upcoming`` then the shards of the windows planned ahead, planning further windows
+        (into ``ahead``) until ``prefetch_shards`` shards are known or the epoch ends."""
+        upcoming.extend(s for p in ahead for s in p.shards)
+        while len(upcoming) < self.prefetch_shards:
+            nxt = next(plans, None)
+            if nxt is None:
+                break
+            ahead.append(nxt)
+            upcoming.extend(nxt.shards)
+        return upcoming
+
     def _window_columns(self, parts: list[tuple[np.ndarray, Decoded]], n: int) -> Decoded:
+        """Rows gathered shard by shard (``where``: their window positions) back in window
+        order: one ``take`` by the inverse positions (a gather; a scatter is slower)."""
         where = np.concatenate([w for w, _ in parts])
-        columns: dict[str, np.ndarray] = {}
-        for name in self.columns:
-            values = np.concatenate([d[name] for _, d in parts])
-            out = np.empty((n, *values.shape[1:]), dtype=values.dtype)
-            out[where] = values
-            columns[name] = out
-        return columns
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[where] = np.arange(n, dtype=np.int64)
+        return {name: np.take(np.concatenate([d[name] for _, d in parts]), inverse, axis=0)
+                for name in self.columns}
