@@ -97,21 +97,29 @@ class Deployment:
     def queued_rows(self) -> int:
         return self._queue.rows
 
-    def admission_snapshot(self, rows_ahead: int, rows: int, now: float) -> AdmissionSnapshot:
-        """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it:
-        the queue ahead drains at the full-batch rate; its own batch holds at most the rows
-        ahead plus its own (capped at ``max_batch_size``)."""
+    def admission_snapshot(self, rows_ahead: int, rows: int, now: float, *,
+                           batched: bool = False) -> AdmissionSnapshot:
+        """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it;
+        its own batch holds at most the rows ahead plus its own (capped at the batch cap).
+
+        ``batched`` (for a caller within its share of the next batch, whose rows are served
+        at the head whatever others send): the batch-by-batch view, replica by replica.
+        Otherwise the fluid one: in-flight and queued rows drain at the full-batch rate —
+        pessimistic on purpose for a backlogged caller, whose rows also wait behind the
+        lighter tenants' future arrivals, which no queue snapshot shows."""
         max_rows = self.batch_rows_cap()
+        measured = self._service.measured
         return AdmissionSnapshot(
             rows_ahead_by_class=self._queue.rows_ahead_by_class(),
             service_rate_rows_per_s=self._service.rows_per_s(max_rows),
             ready_replicas=self.ready_replicas,
             inflight_rows=self._inflight_rows_left(now),
             batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
-                             if self._service.measured else None),
-            replica_free_in_s=self._replica_free_in_s(now),
+                             if measured else None),
+            # no replica taking batches (all draining, say): the fluid view, which waits
+            replica_free_in_s=(self._replica_free_in_s(now) or None) if batched else None,
             batch_rows=max_rows,
-            full_batch_s=self._service.seconds(max_rows) if self._service.measured else None,
+            full_batch_s=self._service.seconds(max_rows) if measured else None,
         )
 
     def _replica_free_in_s(self, now: float) -> tuple[float, ...]:

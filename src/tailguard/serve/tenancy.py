@@ -128,9 +128,9 @@ class TenantGate:
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
                 rows_ahead=ahead, rows=rows,
             )
-            snapshot = deployment.admission_snapshot(ahead, rows, now)
-            config = (self._config_within_share if deployment.within_batch_share(caller, rows)
-                      else self._config)
+            within = deployment.within_batch_share(caller, rows)
+            snapshot = deployment.admission_snapshot(ahead, rows, now, batched=within)
+            config = self._config_within_share if within else self._config
             decision = admit(request, snapshot, config, now)
             self._buckets[tenant.id] = decision.bucket
             if not decision.admitted:
