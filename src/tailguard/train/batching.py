@@ -83,6 +83,7 @@ class Batch:
     features: Features
     labels: torch.Tensor
     weights: torch.Tensor
+    placeholder: bool = False  # one zero-weight row standing in for a rank without rows
 
     @property
     def rows(self) -> int:
@@ -119,7 +120,8 @@ class Collator:
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> Batch:
         weights = torch.ones(len(samples))
-        if not samples:
+        placeholder = not samples
+        if placeholder:
             if self._placeholder is None:
                 raise RuntimeError("this rank has no rows and has never seen a sample to "
                                    "shape a placeholder; use a smaller batch or world size")
@@ -129,7 +131,7 @@ class Collator:
             self._placeholder = samples[0]
         labels = torch.as_tensor(np.asarray([s[self.label_column] for s in samples]),
                                  dtype=self.label_dtype)
-        return Batch(self._features(samples), labels, weights)
+        return Batch(self._features(samples), labels, weights, placeholder=placeholder)
 
     def from_columns(self, columns: Mapping[str, np.ndarray]) -> Batch:
         """The batch of a column chunk (see :class:`ColumnTaker`): the same values as

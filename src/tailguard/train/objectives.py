@@ -48,14 +48,29 @@ _SUMS = ("loss", "correct", "sq_err", "abs_err", "rows")
 
 
 class MetricSums:
-    """Sums over evaluation batches; reduce across ranks as one tensor, then finalise."""
+    """Sums over evaluation batches; reduce :meth:`totals` across ranks as one tensor, then
+    finalise with :meth:`result`.
+
+    ``weights=None`` means every row is real (weight 1): the common batch, summed with four
+    tensor ops for a classifier (evaluation runs every few steps, so its op count is part of
+    the framework's per-step cost); weights of 0 mark placeholder rows.
+    """
 
     def __init__(self) -> None:
         self.values = torch.zeros(len(_SUMS), dtype=torch.float64)
+        self._unweighted = [0.0] * len(_SUMS)  # the weights=None path, as Python floats
 
     def add(self, loss: LossName, outputs: torch.Tensor, labels: torch.Tensor,
-            weights: torch.Tensor) -> None:
-        w = weights.double()
+            weights: torch.Tensor | None = None) -> None:
+        if weights is None and loss is LossName.CROSS_ENTROPY:
+            sums = self._unweighted
+            rows_loss = F.cross_entropy(outputs, labels, reduction="none")
+            sums[0] += float(rows_loss.sum(dtype=torch.float64))
+            sums[1] += float((outputs.argmax(dim=1) == labels).sum())
+            sums[4] += labels.shape[0]
+            return
+        w = (torch.ones(labels.shape[0], dtype=torch.float64) if weights is None
+             else weights.double())
         rows_loss = per_row_loss(loss, outputs, labels).double()
         self.values[0] += (rows_loss * w).sum()
         if loss is LossName.CROSS_ENTROPY:
@@ -66,14 +81,20 @@ class MetricSums:
             self.values[3] += err.double().abs().mean(dim=1).mul(w).sum()
         self.values[4] += w.sum()
 
-    def result(self, loss: LossName) -> dict[str, float]:
-        rows = max(1.0, float(self.values[4]))
-        out = {"loss": float(self.values[0]) / rows, "rows": float(self.values[4])}
+    def totals(self) -> torch.Tensor:
+        """This process's sums (loss, correct, sq_err, abs_err, rows) as one float64 tensor."""
+        return self.values + torch.tensor(self._unweighted, dtype=torch.float64)
+
+    def result(self, loss: LossName, totals: torch.Tensor | None = None) -> dict[str, float]:
+        """Metrics from ``totals`` (e.g. :meth:`totals` summed over ranks), else this one's."""
+        values = (self.totals() if totals is None else totals).tolist()
+        rows = max(1.0, values[4])
+        out = {"loss": values[0] / rows, "rows": values[4]}
         if loss is LossName.CROSS_ENTROPY:
-            out[MetricName.ACCURACY.value] = float(self.values[1]) / rows
+            out[MetricName.ACCURACY.value] = values[1] / rows
         else:
-            out[MetricName.MSE.value] = float(self.values[2]) / rows
-            out[MetricName.MAE.value] = float(self.values[3]) / rows
+            out[MetricName.MSE.value] = values[2] / rows
+            out[MetricName.MAE.value] = values[3] / rows
         return out
 
 

@@ -278,11 +278,11 @@ class Trainer:
         with torch.no_grad():
             for batch in self._eval_batches():
                 outputs = self._forward(batch).cpu()
-                sums.add(self.job.objective.loss, outputs, batch.labels, batch.weights)
+                sums.add(self.job.objective.loss, outputs, batch.labels,
+                         batch.weights if batch.placeholder else None)
                 self.hb.beat()
         self.model.train()
-        sums.values = self._all_sum(sums.values)
-        return sums.result(self.job.objective.loss)
+        return sums.result(self.job.objective.loss, self._all_sum(sums.totals()))
 
     # -- bookkeeping -------------------------------------------------------------------
     def _emit(self, event: str, **fields: Any) -> None:
