@@ -102,19 +102,33 @@ def _serve(sock: socket.socket, model: Model) -> None:
 _CPU_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
 
 
+def _threads() -> list[int]:
+    """This process's thread ids (Linux); ``[0]``, the calling thread, elsewhere."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
 def _lower_priority(spec: DeploymentSpec) -> None:
-    """Niceness, then the scheduling policy (threads started later, torch's included, inherit
-    both). Lowering needs no privilege; a platform without the policy keeps its niceness."""
-    if spec.replica_nice:
-        os.nice(spec.replica_nice)
-    if spec.replica_cpu_policy == "normal":
-        return
-    policy = getattr(os, _CPU_POLICIES[spec.replica_cpu_policy], None)
-    if policy is None or not hasattr(os, "sched_setscheduler"):
-        print(f"replica: scheduling policy {spec.replica_cpu_policy!r} is not available on "
-              f"this platform; running with niceness {spec.replica_nice}", file=sys.stderr)
-        return
-    os.sched_setscheduler(0, policy, os.sched_param(0))
+    """Niceness, then the scheduling policy, for every thread: on Linux both are per thread,
+    and imports have already started some (numpy's BLAS pool); threads started later, torch's
+    included, inherit them. Lowering needs no privilege; a platform without the policy keeps
+    its niceness."""
+    policy = None
+    if spec.replica_cpu_policy != "normal":
+        policy = getattr(os, _CPU_POLICIES[spec.replica_cpu_policy], None)
+        if policy is None or not hasattr(os, "sched_setscheduler"):
+            print(f"replica: scheduling policy {spec.replica_cpu_policy!r} is not available "
+                  f"on this platform; running with niceness {spec.replica_nice}",
+                  file=sys.stderr)
+    for tid in _threads():
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            if spec.replica_nice:
+                nice = os.getpriority(os.PRIO_PROCESS, tid) + spec.replica_nice
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
+            if policy is not None and hasattr(os, "sched_setscheduler"):
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
 def main(argv: list[str] | None = None) -> int:
