@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tailguard.data.order import Partition
 from tailguard.train.batching import (
+    BatchTaker,
     Collator,
     ColumnTaker,
     StepPlan,
@@ -122,3 +123,40 @@ def test_from_columns_stacks_numeric_columns_and_keeps_text() -> None:
     assert text.from_columns({"t": words, "y": np.array([0, 1])}).features == ["hi", "yo"]
     placeholder = text.from_columns({"t": words[:0], "y": np.array([], dtype=np.int64)})
     assert placeholder.rows == 1 and float(placeholder.weights.sum()) == 0.0
+
+
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=6), b=st.integers(1, 7))
+def test_batch_taker_slices_collated_chunks_like_per_sample_collation(sizes: list[int],
+                                                                      b: int) -> None:
+    """Collating each chunk once and slicing it gives the batches that collating one dict per
+    sample gives, across chunk boundaries, for tensor and text features."""
+    n = sum(sizes)
+    rng = np.random.default_rng(n + b)
+    words = np.array([f"w{i}" for i in range(n)], dtype=object)
+    columns = {"v": rng.random((n, 3)).astype(np.float32), "t": words,
+               "label": rng.integers(0, 5, n)}
+    samples = [{c: v[i] for c, v in columns.items()} for i in range(n)]
+    for feature in ("v", "t"):
+        fast = Collator([feature], "label", label_dtype=torch.int64)
+        slow = Collator([feature], "label", label_dtype=torch.int64)
+        taker = BatchTaker(fast.from_columns(c) for c in _chunks(columns, sizes)
+                           if len(c["label"]))
+        for lo in range(0, n - n % b, b):
+            got, want = taker.take(b), slow(samples[lo:lo + b])
+            assert got is not None and got.rows == b and not got.placeholder
+            if feature == "t":
+                assert got.features == want.features
+            else:
+                assert isinstance(got.features, torch.Tensor)
+                assert isinstance(want.features, torch.Tensor)
+                torch.testing.assert_close(got.features, want.features)
+            torch.testing.assert_close(got.labels, want.labels)
+            torch.testing.assert_close(got.weights, want.weights)
+        if n % b:
+            assert taker.take(b) is None  # the stream ends inside the batch
+
+
+def test_placeholder_batches_are_marked() -> None:
+    collate = Collator(["x"], "y", label_dtype=torch.int64)
+    assert not collate([{"x": 1.0, "y": 0}]).placeholder
+    assert collate([]).placeholder

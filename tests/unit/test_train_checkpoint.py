@@ -16,6 +16,7 @@ from tailguard.train.checkpoint import (
     CheckpointStore,
     TrainerState,
 )
+from tailguard.train.rng import RngState, seed_all
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,6 +58,18 @@ def test_save_load_restores_model_optimizer_and_counters(tmp_path: Path) -> None
         o.step()
     for a, b in zip(model.parameters(), fresh.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_rng_states_are_saved_per_rank_and_restored(tmp_path: Path) -> None:
+    model, opt = _trained(1)
+    store = CheckpointStore(tmp_path)
+    seed_all(0, 3, 0)
+    rng = RngState.capture()
+    info = store.save(model, opt, TrainerState(step=3), rank=0, rng=rng)
+    assert store.load_rng(info, 0) == rng
+    assert store.load_rng(info, 1) is None  # no such rank in this checkpoint
+    without = store.save(model, opt, TrainerState(step=4), rank=0)
+    assert store.load_rng(without, 0) is None
 
 
 def test_incomplete_and_temporary_checkpoints_are_ignored(tmp_path: Path) -> None:

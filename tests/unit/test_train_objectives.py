@@ -68,6 +68,22 @@ def test_metric_sums_weight_out_placeholders() -> None:
     assert result["accuracy"] == 0.5 and result["rows"] == 2.0
 
 
+def test_unweighted_sums_equal_weighted_sums_with_unit_weights() -> None:
+    torch.manual_seed(0)
+    batches = [(torch.randn(n, 4), torch.randint(0, 4, (n,))) for n in (5, 9, 1)]
+    fast, slow = MetricSums(), MetricSums()
+    for logits, labels in batches:
+        fast.add(LossName.CROSS_ENTROPY, logits, labels)
+        slow.add(LossName.CROSS_ENTROPY, logits, labels, torch.ones(len(labels)))
+    fast.add(LossName.CROSS_ENTROPY, torch.randn(1, 4), torch.tensor([2]), torch.zeros(1))
+    got, want = fast.result(LossName.CROSS_ENTROPY), slow.result(LossName.CROSS_ENTROPY)
+    assert got["rows"] == want["rows"] == 15.0 and got["accuracy"] == want["accuracy"]
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-12)
+    # totals reduce as one tensor: twice the totals is the same metrics over twice the rows
+    doubled = fast.result(LossName.CROSS_ENTROPY, fast.totals() * 2)
+    assert doubled["rows"] == 30.0 and doubled["accuracy"] == got["accuracy"]
+
+
 def test_regression_metrics() -> None:
     sums = MetricSums()
     sums.add(LossName.MSE, torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0]),
