@@ -71,15 +71,31 @@ def straight(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     return home, result
 
 
+def _dropout_job(digits: dict[str, Path]) -> dict[str, Any]:
+    """With dropout every step draws from the RNGs: a resume must restore their states."""
+    return _job(digits, model={"builder": "mlp", "kwargs": {
+        "in_features": 64, "hidden": [32], "out_features": 10, "dropout": 0.2}})
+
+
+@pytest.fixture(scope="module")
+def straight_dropout(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[Path, TrainResult]:
+    home = tmp_path_factory.mktemp("home-dropout")
+    result = _engine(home).run(parse_job(_dropout_job(digits)))
+    assert result.succeeded, result.message
+    return home, result
+
+
 def test_crash_then_resume_replays_the_same_loss_curve_and_weights(
-        digits: dict[str, Path], straight: tuple[Path, TrainResult], tmp_path: Path) -> None:
-    home, reference = straight
+        digits: dict[str, Path], straight_dropout: tuple[Path, TrainResult],
+        tmp_path: Path) -> None:
+    home, reference = straight_dropout
     crash = {FAULT_ENV: json.dumps({"rank": 1, "step": 14, "attempt": 0})}
-    failed = _engine(home, crash).run(parse_job(_job(digits)))
+    failed = _engine(home, crash).run(parse_job(_dropout_job(digits)))
     assert not failed.succeeded and "rank 1 exited with code 3" in failed.message
 
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump(_job(digits)))
+    job_file.write_text(yaml.safe_dump(_dropout_job(digits)))
     env = {**os.environ, "TAILGUARD_HOME": str(home)}
     env.pop(FAULT_ENV, None)
     cli = subprocess.run([sys.executable, "-m", "tailguard.cli", "train", str(job_file),
@@ -92,9 +108,10 @@ def test_crash_then_resume_replays_the_same_loss_curve_and_weights(
     starts = [e for e in events if e["event"] == "start"]
     assert [s["resumed_from_step"] for s in starts] == [None, 12]  # latest complete checkpoint
     # Exact equality, not a tolerance: on CPU the same ops run on the same inputs in the same
-    # order (data order from (seed, epoch, consumed), RNG reseeded per step, LR a function of
-    # the step, optimiser state restored bit for bit by DCP), and gloo's allreduce of two
-    # ranks is a single commutative addition. Steps 13-14 ran twice here and must agree too.
+    # order (data order from (seed, epoch, consumed), each rank's RNG states — dropout's masks —
+    # restored from the checkpoint, LR a function of the step, optimiser state restored bit
+    # for bit by DCP), and gloo's allreduce of two ranks is a single commutative addition.
+    # Steps 13-14 ran twice here and must agree too.
     ref_loss = {s: e["loss"] for s, e in last_per_step(read_events(reference.run_dir /
                                                                    "metrics.jsonl")).items()}
     assert sorted(ref_loss) == list(range(1, 25))
