@@ -78,7 +78,8 @@ def test_unweighted_sums_equal_weighted_sums_with_unit_weights() -> None:
     fast.add(LossName.CROSS_ENTROPY, torch.randn(1, 4), torch.tensor([2]), torch.zeros(1))
     got, want = fast.result(LossName.CROSS_ENTROPY), slow.result(LossName.CROSS_ENTROPY)
     assert got["rows"] == want["rows"] == 15.0 and got["accuracy"] == want["accuracy"]
-    assert got["loss"] == pytest.approx(want["loss"], rel=1e-12)
+    # float32 log-sum-exp vs log_softmax: equal up to float32 rounding of each row's loss
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)
     # totals reduce as one tensor: twice the totals is the same metrics over twice the rows
     doubled = fast.result(LossName.CROSS_ENTROPY, fast.totals() * 2)
     assert doubled["rows"] == 30.0 and doubled["accuracy"] == got["accuracy"]

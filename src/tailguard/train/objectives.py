@@ -63,10 +63,15 @@ class MetricSums:
     def add(self, loss: LossName, outputs: torch.Tensor, labels: torch.Tensor,
             weights: torch.Tensor | None = None) -> None:
         if weights is None and loss is LossName.CROSS_ENTROPY:
+            # one max serves accuracy's argmax (first maximum on ties, as argmax) and the
+            # log-sum-exp's shift: half the time of log_softmax, whose CPU kernel is slow
+            # over a narrow class dimension (59 us for 360 x 10 rows, one thread)
+            top, predicted = outputs.max(dim=1)
+            lse = (outputs - top[:, None]).exp_().sum(dim=1).log_().add_(top)
+            rows_loss = lse - outputs.gather(1, labels[:, None]).squeeze(1)
             sums = self._unweighted
-            rows_loss = F.cross_entropy(outputs, labels, reduction="none")
             sums[0] += float(rows_loss.sum(dtype=torch.float64))
-            sums[1] += float((outputs.argmax(dim=1) == labels).sum())
+            sums[1] += float((predicted == labels).sum())
             sums[4] += labels.shape[0]
             return
         w = (torch.ones(labels.shape[0], dtype=torch.float64) if weights is None
