@@ -106,11 +106,9 @@ class ShardCache:
         self.prefetch_depth = prefetch
         self.capacity = prefetch + 1
         self._entries: OrderedDict[int, Future[Decoded]] = OrderedDict()
-        self._pool = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailguard-prefetch")
-            if prefetch
-            else None
-        )
+        # created on the first prefetch: an iteration with nothing to prefetch (a one-shard
+        # epoch) never starts or joins a thread
+        self._pool: ThreadPoolExecutor | None = None
         self.decodes = 0
 
     def get(self, shard_id: int) -> Decoded:
@@ -129,12 +127,13 @@ class ShardCache:
 
     def prefetch(self, upcoming: Sequence[int]) -> None:
         """Start decoding the first ``prefetch`` shards of ``upcoming`` (most urgent first)."""
-        if self._pool is None:
-            return
         for shard_id in list(dict.fromkeys(upcoming))[: self.prefetch_depth]:
             if shard_id in self._entries:
                 self._entries.move_to_end(shard_id)
             else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="tailguard-prefetch")
                 self._entries[shard_id] = self._pool.submit(self._decode, shard_id)
                 self.decodes += 1
         self._evict()

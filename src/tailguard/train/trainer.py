@@ -170,6 +170,8 @@ class Trainer:
             rng.restore(cuda=self._cuda)
         else:  # a fresh run, or other ranks than the checkpoint's: new streams
             seed_all(job.seed, self.state.step, self.rank, cuda=self._cuda)
+        self._loss_name = job.objective.loss
+        self._full_rows, self._full_global_rows = self.plan.per_rank_batch, self.plan.global_batch
         schedule = job.schedule
         self._lr_varies = schedule.name == "cosine" or schedule.warmup_steps > 0
         set_lr(self.optimizer, job.optimizer.lr,
@@ -226,8 +228,10 @@ class Trainer:
             self._output_width = int(outputs.reshape(outputs.shape[0], -1).shape[1])
         return outputs
 
-    def _train_step(self, batch: Batch, global_rows: int, step: int) -> torch.Tensor:
-        """Optimiser step number ``step + 1`` (``step`` done before it)."""
+    def _train_step(self, batch: Batch, rows: int, global_rows: int, step: int) -> torch.Tensor:
+        """Optimiser step number ``step + 1`` (``step`` done before it) on this rank's ``rows``
+        of ``global_rows``. Returns the loss (not detached: that is one more op per step, done
+        only where the loss is read)."""
         if self._lr_varies:
             set_lr(self.optimizer, self.job.optimizer.lr,
                    lr_factor(self.job.schedule, step, self.total_steps))
@@ -235,17 +239,17 @@ class Trainer:
         labels, weights = batch.labels, batch.weights
         if self._cuda:
             labels, weights = labels.to(self.device), weights.to(self.device)
-        if batch.rows == self.plan.per_rank_batch and global_rows == self.plan.global_batch:
+        if rows == self._full_rows and global_rows == self._full_global_rows:
             # every rank holds a full batch of real rows: the weighted global share below is
             # exactly this rank's mean, so skip the per-row weights (3 fewer autograd ops)
-            loss = mean_loss(self.job.objective.loss, outputs, labels)
+            loss = mean_loss(self._loss_name, outputs, labels)
         else:
-            rows_loss = per_row_loss(self.job.objective.loss, outputs, labels)
+            rows_loss = per_row_loss(self._loss_name, outputs, labels)
             loss = step_loss(rows_loss, weights, global_rows=global_rows, world_size=self.ws)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss
 
     # -- evaluation --------------------------------------------------------------------
     def _eval_batches(self) -> Iterator[Batch]:
@@ -372,13 +376,14 @@ class Trainer:
                 self._touch_data_clock()
                 while consumed < num_samples and step < total and not stop:
                     rows = plan.global_rows(consumed)
-                    loss = train_step(next_batch(plan.rank_rows(consumed, rank)), rows, step)
+                    mine = plan.rank_rows(consumed, rank)
+                    loss = train_step(next_batch(mine), mine, rows, step)
                     step, consumed, seen = step + 1, consumed + rows, seen + rows
                     if step == start_step + 1:
                         self.hb.stop_keepalive(all_levels=True)  # start-up is over
                     beat()
                     if step % log_every == 0 or step == total:
-                        last_loss = float(self._all_sum(loss.reshape(1))[0]) / self.ws
+                        last_loss = float(self._all_sum(loss.detach().reshape(1))[0]) / self.ws
                         now = time.perf_counter()
                         rate = rows / max(1e-9, now - tick)
                         self._emit("step", step=step, epoch=epoch, loss=last_loss,
