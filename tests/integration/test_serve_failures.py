@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import threading
+from pathlib import Path
 
 import httpx
 
@@ -76,6 +77,10 @@ def test_readiness_tells_the_truth(start_server) -> None:  # type: ignore[no-unt
         assert os.getpriority(os.PRIO_PROCESS, tid) == os.getpriority(os.PRIO_PROCESS, 0) + 5
         if hasattr(os, "SCHED_IDLE"):
             assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+    if os.path.isdir("/proc") and "OPENBLAS_NUM_THREADS" not in os.environ:
+        # no per-core BLAS pool in a replica (its waits cost scheduler slices under SCHED_IDLE)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environ
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: server.get("/v2/models/sleep/ready").status_code == 503, 10,
              "model not ready after its only replica died")
