@@ -69,14 +69,16 @@ def test_sigkill_replica_under_load_loses_nothing(start_server) -> None:  # type
 def test_readiness_tells_the_truth(start_server) -> None:  # type: ignore[no-untyped-def]
     server: ServerProcess = start_server(_sleep_deployment(replicas=1)).wait_ready()
     (pid,) = server.replica_pids("sleep")
-    # Replicas yield the CPU to the gateway: every thread niced, and SCHED_IDLE by default
-    # (Linux; both are per thread there, and imports start threads before main runs).
+    # Replicas yield the CPU to the gateway: every thread niced (per thread on Linux, and
+    # imports start threads before main runs), in the gateway's session (with autogroup
+    # scheduling a session of their own would be a scheduling group of their own).
     tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")] if os.path.isdir("/proc") else [pid]
     assert len(tids) >= 1
     for tid in tids:
-        assert os.getpriority(os.PRIO_PROCESS, tid) == os.getpriority(os.PRIO_PROCESS, 0) + 5
-        if hasattr(os, "SCHED_IDLE"):
-            assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 19)
+        assert os.sched_getscheduler(tid) == os.SCHED_OTHER
+    assert os.getsid(pid) == os.getsid(server.proc.pid)
+    assert os.getpgid(pid) == pid  # its own process group: the terminal's Ctrl-C misses it
     if os.path.isdir("/proc") and "OPENBLAS_NUM_THREADS" not in os.environ:
         # no per-core BLAS pool in a replica (its waits cost scheduler slices under SCHED_IDLE)
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -244,6 +244,11 @@ def test_batch_share_splits_a_batch_by_weight_among_queued_tenants() -> None:
     assert q.batch_share_rows(STD, "a", weight=1.0, batch_rows=32) == 0
     with pytest.raises(ValueError, match="weight"):
         q.batch_share_rows(STD, "a", weight=0.0, batch_rows=32)
+    # b: 5 rows at weight 3; a's heaviest rival is b, b's is a (1 row at weight 1)
+    assert q.heaviest_other_backlog(STD, "a") == pytest.approx(5 / 3)
+    assert q.heaviest_other_backlog(STD, "b") == 1.0
+    assert q.heaviest_other_backlog(STD, "nobody") == pytest.approx(5 / 3)
+    assert q.heaviest_other_backlog(CRIT, "x") == 1.0  # c alone in its class
 
 
 def _served_before(q: FairQueue[Req], target: Req) -> int:

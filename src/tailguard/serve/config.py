@@ -53,16 +53,17 @@ class DeploymentSpec(BaseModel):
     startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
     env: dict[str, str] = Field(default_factory=dict, description="replica environment")
     replica_nice: int = Field(
-        5, ge=0, le=19,
-        description="CPU niceness of replica processes: the gateway (I/O, admission, 429s) "
-                    "keeps its latency when replicas saturate the cores")
+        19, ge=0, le=19,
+        description="CPU niceness of replica processes (every thread). The gateway (I/O, "
+                    "admission, 429s) shares the replicas' scheduling group — their session — "
+                    "and keeps its latency when they saturate the cores; replicas still get "
+                    "every cycle the gateway leaves")
     replica_cpu_policy: Literal["normal", "batch", "idle"] = Field(
-        "idle",
-        description="Linux scheduling policy of replica processes. 'idle' (SCHED_IDLE): any "
-                    "normal process — the gateway answering a 429 or a health check — preempts "
-                    "a replica the moment it wakes, while replicas still use every cycle left "
-                    "over; 'batch' (SCHED_BATCH) or 'normal' (SCHED_OTHER, with replica_nice) "
-                    "when other normal-priority work on the host must not starve replicas")
+        "normal",
+        description="Linux scheduling policy of replica processes: 'normal' (SCHED_OTHER, "
+                    "with replica_nice), 'batch' (SCHED_BATCH) or 'idle' (SCHED_IDLE: the "
+                    "gateway preempts them at once, but the load balancer then packs replicas "
+                    "onto fewer cores: measured 20% less MiniLM throughput)")
     autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
 
     @field_validator("name")

@@ -165,17 +165,25 @@ class Deployment:
         return max(1, min(cap, fit))
 
     def within_batch_share(self, caller: Caller, rows: int) -> bool:
-        """True when the caller's queued rows plus ``rows`` fit in its weighted share of the
-        next batch: a tenant below its fair share is not the one overloading the deployment
-        (its rows ride in the next batch whatever others queue), so admission gives it the
-        lenient margin even when a few of its rows are waiting for that batch."""
+        """True when the caller is not the one overloading the deployment, so admission gives
+        it the lenient margin and the batch-by-batch estimate: nothing of its own is queued;
+        or, with no higher class waiting, its queued rows plus ``rows`` fit in its weighted
+        share of the batches the ready replicas take next (one each), or its backlog per
+        unit of weight is below another tenant's of its class (in virtual-time order its rows
+        go ahead of that tenant's, present and future)."""
         queued = self._queue.tenant_rows(caller.priority, caller.tenant)
         if queued == 0:
             return True
+        replicas = max(1, self.ready_replicas)
         share = self._queue.batch_share_rows(caller.priority, caller.tenant,
                                              weight=caller.weight,
-                                             batch_rows=self.batch_rows_cap())
-        return queued + rows <= share
+                                             batch_rows=self.batch_rows_cap() * replicas)
+        if share <= 0:  # a higher class goes first
+            return False
+        if queued + rows <= share:
+            return True
+        heavier = self._queue.heaviest_other_backlog(caller.priority, caller.tenant)
+        return (queued + rows) / caller.weight < heavier
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
         return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,

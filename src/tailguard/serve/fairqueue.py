@@ -225,6 +225,16 @@ class FairQueue(Generic[T]):
         flow = self._classes[priority.rank].flows.get(tenant)
         return flow.rows if flow is not None else 0
 
+    def heaviest_other_backlog(self, priority: Priority, tenant: str) -> float:
+        """The largest queued rows per unit of weight among the other tenants of the class
+        (0 when none has rows queued): in virtual-time order a tenant whose own backlog per
+        weight is below it is served ahead of that tenant's future arrivals too."""
+        heaviest = 0.0
+        for name, flow in self._classes[priority.rank].flows.items():
+            if name != tenant and flow.rows:
+                heaviest = max(heaviest, flow.rows / flow.weight)
+        return heaviest
+
     def batch_share_rows(self, priority: Priority, tenant: str, *, weight: float,
                          batch_rows: int) -> float:
         """Rows of the next ``batch_rows``-row batch that ``tenant`` gets by weight against the

@@ -1,8 +1,11 @@
 """Local backend: each replica is a child process talking over a socketpair.
 
 The child is a fresh interpreter (``python -m tailguard.serve.replicas.worker``), never a fork of
-the gateway, and inherits one end of a Unix socketpair. Its own session keeps the terminal's
-Ctrl-C away from it: the gateway decides when replicas stop.
+the gateway, and inherits one end of a Unix socketpair. Its own process group keeps the
+terminal's Ctrl-C away from it: the gateway decides when replicas stop. Not its own session:
+with the kernel's autogroup scheduling (on by default on desktop and many server kernels) each
+session is a scheduling group with a full share of the CPU, so a replica in a session of its
+own would compete with the gateway as an equal, whatever its niceness or SCHED_IDLE say.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class LocalReplica:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tailguard.serve.replicas.worker",
                 "--fd", str(child.fileno()), "--spec", self._spec.model_dump_json(),
-                pass_fds=(child.fileno(),), start_new_session=True, env=env,
+                pass_fds=(child.fileno(),), preexec_fn=os.setpgrp, env=env,
                 stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
