@@ -21,15 +21,16 @@ the plain loop's time so either reading can be recomputed. The plain loop's samp
 computed before its clock (a plain loop's ``torch.randperm`` costs microseconds; here it is the
 dataset's order so that steps-to-target match, and its cost is tailguard's alone).
 
-    .venv/bin/python benchmarks/train_tta.py [--target 0.97] [--seeds 3] [--threads 1]
+    .venv/bin/python benchmarks/train_tta.py [--target 0.97] [--seeds 3] [--repeats 3] [--threads 1]
 
-The last line is one JSON object: ``tta_ratio`` (tailguard 1 worker / plain, means over seeds;
+The last line is one JSON object: ``tta_ratio`` (tailguard 1 worker / plain, means over seeds
+of each seed's median of ``--repeats`` interleaved runs;
 target <= 1.10), ``tta_s``, ``baseline_tta_s``, ``samples_per_s_w1``/``_w2`` (training samples
 per second up to the target, evaluation included), ``data_samples_per_s`` (the data pipeline
 alone: decode, shuffle, slice and collate batches, no model), and details: steps per seed,
 seconds per step, 2-worker TTA, the plain loop on a ``torch.randperm`` order
 (``shuffled_baseline_*``: how much steps-to-target vary with the order alone).
-Takes about 60 s on 2 cores.
+Takes about 2 minutes on 2 cores with --seeds 3 (3 repeats).
 """
 
 from __future__ import annotations
@@ -207,11 +208,19 @@ def data_rate(path: Path, epochs: int) -> dict[str, float]:
     return {"batches": batched, "samples": samples}
 
 
+def _median_run(runs: list[tuple[float, int]]) -> tuple[float, int]:
+    """The run with the median time (steps-to-target are the same in every run of a seed)."""
+    return sorted(runs)[len(runs) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--seeds", type=int, default=3,
                         help="seeds per contender; TTA and steps are means over seeds 0..N-1")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of plain and tailguard-1-worker per seed (interleaved); "
+                        "each seed keeps the median run of each")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process, the same for every contender (a "
                         "64-128-10 MLP gains nothing from more; 2 workers x 1 = 2 cores)")
@@ -232,13 +241,20 @@ def main() -> None:
         root = Path(tmp)
         data = prepare(root)
         for seed in range(args.seeds):
-            tta, steps, load = baseline_process(data, args.target, seed, args.threads,
-                                                same_order=True)
-            runs["base"].append((tta, steps))
-            load_s.append(load)
+            # The ratio's pair runs --repeats times, interleaved; each keeps its median: one
+            # run is ~0.25 s, and a stall of the shared machine inside it moved a whole
+            # 5-seed mean by +-20% (0.99 to 1.34 on the same code, quiet box).
+            base_runs, ws1_runs = [], []
+            for _ in range(args.repeats):
+                tta, steps, load = baseline_process(data, args.target, seed, args.threads,
+                                                    same_order=True)
+                base_runs.append((tta, steps))
+                load_s.append(load)
+                ws1_runs.append(tailguard(data, args.target, seed, 1, args.threads, root / "h"))
+            runs["base"].append(_median_run(base_runs))
+            runs["ws1"].append(_median_run(ws1_runs))
             runs["shuffled"].append(baseline_process(data, args.target, seed, args.threads,
                                                      same_order=False)[:2])
-            runs["ws1"].append(tailguard(data, args.target, seed, 1, args.threads, root / "h"))
             runs["ws2"].append(tailguard(data, args.target, seed, 2, args.threads, root / "h"))
             print(f"seed {seed}: " + ", ".join(f"{k} {v[-1][0]:.3f}s/{v[-1][1]} steps"
                                                for k, v in runs.items()), file=sys.stderr)
