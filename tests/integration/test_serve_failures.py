@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tailguard.sched import LATENCY_SLICE_NS, slice_ns
 from tests.integration.conftest import ServerProcess, wait_for
 
 
@@ -78,6 +79,11 @@ def test_readiness_tells_the_truth(start_server) -> None:  # type: ignore[no-unt
         assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 19)
         assert os.sched_getscheduler(tid) == os.SCHED_OTHER
     assert os.getsid(pid) == os.getsid(server.proc.pid)
+    # The gateway runs with a short scheduler slice (Linux >= 6.12); its replicas do not.
+    default = slice_ns()
+    if default:
+        assert slice_ns(server.proc.pid) == LATENCY_SLICE_NS
+        assert slice_ns(pid) == default
     assert os.getpgid(pid) == pid  # its own process group: the terminal's Ctrl-C misses it
     if os.path.isdir("/proc") and "OPENBLAS_NUM_THREADS" not in os.environ:
         # no per-core BLAS pool in a replica (its waits cost scheduler slices under SCHED_IDLE)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from tailguard.sched import request_short_slice
 from tailguard.serve.app import Gateway
 from tailguard.serve.config import ServeConfig
 
@@ -52,4 +53,8 @@ def serve(config: ServeConfig) -> None:
         server_header=False,
     )
     log.info("serving %s on http://%s:%d", ", ".join(app.deployments), config.host, config.port)
+    # The gateway wakes for every request and sleeps between: a short scheduler slice lets it
+    # preempt a replica's batch at once (replicas are spawned later and ask for none).
+    if not request_short_slice():
+        log.debug("the kernel took no short scheduler slice for the gateway")
     _Server(uv_config).run()

@@ -19,6 +19,7 @@ import traceback
 import numpy as np
 
 from tailguard.models.base import Model
+from tailguard.sched import request_default_slice
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.loader import instantiate
 from tailguard.serve.replicas.codec import decode, encode
@@ -122,6 +123,7 @@ def _lower_priority(spec: DeploymentSpec) -> None:
             print(f"replica: scheduling policy {spec.replica_cpu_policy!r} is not available "
                   f"on this platform; running with niceness {spec.replica_nice}",
                   file=sys.stderr)
+    request_default_slice()  # not the gateway's short one, inherited: batches run long
     for tid in _threads():
         with contextlib.suppress(ProcessLookupError):  # a thread that just ended
             if spec.replica_nice:
