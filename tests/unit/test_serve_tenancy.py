@@ -137,13 +137,13 @@ def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
     # overload, so the margin does not apply.
     gate.release(gate.admit(t, dep, 1, now=0.0))
     caller = Caller("t", Priority.STANDARD)
-    assert dep.within_batch_share(caller, 2)
+    assert dep.within_fair_share(caller, 2)
     queued("t", 2)  # now 4 queued: beyond its share of a batch, but far lighter than u,
-    assert dep.within_batch_share(caller, 1)  # whose rows it goes ahead of
-    assert not dep.within_batch_share(Caller("u", Priority.STANDARD), 1)  # the heaviest
+    assert dep.within_fair_share(caller, 1)  # whose rows it goes ahead of
+    assert not dep.within_fair_share(Caller("u", Priority.STANDARD), 1)  # the heaviest
     queued("t", 40)  # now t is the heavier one: the margin holds for it again
-    assert not dep.within_batch_share(caller, 1)
-    assert dep.within_batch_share(Caller("u", Priority.STANDARD), 1)
+    assert not dep.within_fair_share(caller, 1)
+    assert dep.within_fair_share(Caller("u", Priority.STANDARD), 1)
     u = gate.authenticate([(b"authorization", b"Bearer u-key")])
     with pytest.raises(TooManyRequests) as info:  # past its objective, even when lighter
         gate.admit(u, dep, 1, now=0.0)

@@ -164,7 +164,7 @@ class Deployment:
         fit = int((budget_s - fixed) / per_row + 1e-6)
         return max(1, min(cap, fit))
 
-    def within_batch_share(self, caller: Caller, rows: int) -> bool:
+    def within_fair_share(self, caller: Caller, rows: int) -> bool:
         """True when the caller is not the one overloading the deployment, so admission gives
         it the lenient margin and the batch-by-batch estimate: nothing of its own is queued;
         or, with no higher class waiting, its queued rows plus ``rows`` fit in its weighted

@@ -128,7 +128,7 @@ class TenantGate:
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
                 rows_ahead=ahead, rows=rows,
             )
-            within = deployment.within_batch_share(caller, rows)
+            within = deployment.within_fair_share(caller, rows)
             snapshot = deployment.admission_snapshot(ahead, rows, now, batched=within)
             config = self._config_within_share if within else self._config
             decision = admit(request, snapshot, config, now)
