@@ -20,7 +20,8 @@ import os
 import platform
 import struct
 
-__all__ = ["LATENCY_SLICE_NS", "request_default_slice", "request_short_slice", "slice_ns"]
+__all__ = ["LATENCY_SLICE_NS", "request_default_slice", "request_short_slice", "slice_ns",
+           "threads"]
 
 LATENCY_SLICE_NS = 100_000  # the kernel's minimum: 0.1 ms
 
@@ -35,7 +36,8 @@ def _syscalls() -> tuple[int, int] | None:
     return _SYSCALLS.get(platform.machine())
 
 
-def _threads() -> list[int]:
+def threads() -> list[int]:
+    """This process's thread ids (Linux); ``[0]``, the calling thread, elsewhere."""
     try:
         return [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:
@@ -51,7 +53,7 @@ def request_short_slice(ns: int = LATENCY_SLICE_NS) -> bool:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     done = True
-    for tid in _threads():
+    for tid in threads():
         try:
             nice = os.getpriority(os.PRIO_PROCESS, tid)
         except ProcessLookupError:  # a thread that just ended

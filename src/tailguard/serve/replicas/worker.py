@@ -19,7 +19,7 @@ import traceback
 import numpy as np
 
 from tailguard.models.base import Model
-from tailguard.sched import request_default_slice
+from tailguard.sched import request_default_slice, threads
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.loader import instantiate
 from tailguard.serve.replicas.codec import decode, encode
@@ -103,14 +103,6 @@ def _serve(sock: socket.socket, model: Model) -> None:
 _CPU_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
 
 
-def _threads() -> list[int]:
-    """This process's thread ids (Linux); ``[0]``, the calling thread, elsewhere."""
-    try:
-        return [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
-
-
 def _lower_priority(spec: DeploymentSpec) -> None:
     """Niceness, then the scheduling policy, for every thread: on Linux both are per thread,
     and imports have already started some (numpy's BLAS pool); threads started later, torch's
@@ -124,7 +116,7 @@ def _lower_priority(spec: DeploymentSpec) -> None:
                   f"on this platform; running with niceness {spec.replica_nice}",
                   file=sys.stderr)
     request_default_slice()  # not the gateway's short one, inherited: batches run long
-    for tid in _threads():
+    for tid in threads():
         with contextlib.suppress(ProcessLookupError):  # a thread that just ended
             if spec.replica_nice:
                 nice = os.getpriority(os.PRIO_PROCESS, tid) + spec.replica_nice
