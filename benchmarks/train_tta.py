@@ -56,7 +56,7 @@ from tailguard.data import StreamingDataset, ingest
 from tailguard.data.index import read_index
 from tailguard.data.order import EpochOrder
 from tailguard.train import LocalEngine, parse_job, read_events
-from tailguard.train.batching import Collator, ColumnTaker
+from tailguard.train.batching import BatchTaker, Collator
 from tailguard.train.builtin_models import mlp
 
 GLOBAL_BATCH = 32
@@ -184,7 +184,7 @@ def tailguard(data: dict[str, Path], target: float, seed: int, world_size: int,
 
 def data_rate(path: Path, epochs: int) -> dict[str, float]:
     """Samples/s of the data pipeline alone (no model): fresh iterations over the shards
-    (decode + shuffle + slice + collate into batches of GLOBAL_BATCH), as the trainer reads
+    (decode + shuffle + collate each window + slice batches of GLOBAL_BATCH), as the trainer reads
     them; and the per-sample ``dict`` iterator a DataLoader would use."""
     ds = StreamingDataset(path, batch_size=GLOBAL_BATCH, seed=0, rank=0, world_size=1,
                           columns=["features", "label"])
@@ -193,11 +193,10 @@ def data_rate(path: Path, epochs: int) -> dict[str, float]:
     started = time.perf_counter()
     for epoch in range(epochs):
         ds.set_epoch(epoch)
-        taker = ColumnTaker(ds.iter_columns())
+        taker = BatchTaker(collate.from_columns(c) for c in ds.iter_columns()
+                           if len(c["label"]))  # as Trainer._batches reads them
         for lo in range(0, n, GLOBAL_BATCH):
-            chunk = taker.take(min(GLOBAL_BATCH, n - lo))
-            assert chunk is not None
-            collate.from_columns(chunk)
+            assert taker.take(min(GLOBAL_BATCH, n - lo)) is not None
     batched = epochs * n / (time.perf_counter() - started)
     started = time.perf_counter()
     for epoch in range(epochs):

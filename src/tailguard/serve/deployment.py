@@ -122,32 +122,27 @@ class Deployment:
             full_batch_s=self._service.seconds(max_rows) if measured else None,
         )
 
+    def _batch_left(self, slot: Slot, now: float) -> tuple[float, float]:
+        """(seconds, share) of a busy slot's batch still to run, by the service model (its
+        start time is known, its length predicted); (0, 0) when it is idle or overdue."""
+        if not slot.busy or not self._service.measured:
+            return 0.0, 0.0
+        expected = self._service.seconds(slot.batch_rows)
+        left_s = max(0.0, expected - (now - slot.busy_since))
+        return left_s, (left_s / expected if expected > 0 else 0.0)
+
     def _replica_free_in_s(self, now: float) -> tuple[float, ...]:
-        """Per ready replica, the seconds until it takes its next batch: 0 when idle, else
-        what the service model predicts is left of its batch."""
-        free = []
-        for slot in self._slots:
-            if slot.state is not SlotState.READY or slot.draining:
-                continue
-            if slot.busy and self._service.measured:
-                expected = self._service.seconds(slot.batch_rows)
-                free.append(max(0.0, expected - (now - slot.busy_since)))
-            else:
-                free.append(0.0)
-        return tuple(free)
+        """Per ready replica, the seconds until it takes its next batch (0 when idle)."""
+        return tuple(self._batch_left(slot, now)[0] for slot in self._slots
+                     if slot.state is SlotState.READY and not slot.draining)
 
     def _inflight_rows_left(self, now: float) -> int:
-        """Rows the busy replicas still have to work through, by the service model: a batch
-        halfway through counts half its rows (its start time is known, its length predicted)."""
+        """Rows the busy replicas still have to work through: a batch halfway through counts
+        half its rows."""
         if not self._service.measured:
             return self._inflight_rows
-        left = 0.0
-        for slot in self._slots:
-            if slot.busy:
-                expected = self._service.seconds(slot.batch_rows)
-                done = (now - slot.busy_since) / expected if expected > 0 else 1.0
-                left += slot.batch_rows * max(0.0, 1.0 - done)
-        return math.ceil(left)
+        return math.ceil(sum(slot.batch_rows * self._batch_left(slot, now)[1]
+                             for slot in self._slots))
 
     def batch_rows_cap(self) -> int:
         """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more

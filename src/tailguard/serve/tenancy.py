@@ -76,9 +76,9 @@ class TenantGate:
             shed_fraction_sheddable=settings.shed_fraction_sheddable,
             shed_fraction_standard=settings.shed_fraction_standard,
         )
-        # A tenant whose queued rows fit in its weighted share of the next batch is not the
-        # cause of an overload: it is shed only when it would miss its objective outright,
-        # never on the safety margin the backlogged tenants get.
+        # A tenant within its fair share (Deployment.within_fair_share) is not the cause of
+        # an overload: it is shed only when it would miss its objective outright, never on
+        # the safety margin the heaviest tenant gets.
         self._config_within_share = AdmissionConfig(
             shed_fraction_sheddable=max(settings.shed_fraction_sheddable, 1.0),
             shed_fraction_standard=max(settings.shed_fraction_standard, 1.0),

@@ -134,7 +134,7 @@ class Collator:
         return Batch(self._features(samples), labels, weights, placeholder=placeholder)
 
     def from_columns(self, columns: Mapping[str, np.ndarray]) -> Batch:
-        """The batch of a column chunk (see :class:`ColumnTaker`): the same values as
+        """The batch of a column chunk (see :class:`BatchTaker`): the same values as
         ``self([one dict per row])`` without building the dicts."""
         n = len(columns[self.label_column])
         if n == 0:
@@ -165,39 +165,6 @@ class Collator:
 def _dense(values: np.ndarray) -> np.ndarray:
     """An object array of equal-length arrays (a list column) as one 2-D array."""
     return np.stack(list(values)) if values.dtype == object else values
-
-
-class ColumnTaker:
-    """Cuts consecutive batches of ``n`` rows out of a stream of column chunks (one chunk per
-    shuffle window, from ``StreamingDataset.iter_columns``): slices, no per-row objects."""
-
-    def __init__(self, chunks: Iterator[Mapping[str, np.ndarray]]) -> None:
-        self._chunks = chunks
-        self._chunk: Mapping[str, np.ndarray] = {}
-        self._offset = 0
-        self._size = 0
-
-    def take(self, n: int) -> dict[str, np.ndarray] | None:
-        """The next ``n`` rows; ``None`` when the stream ends first."""
-        pieces: list[Mapping[str, np.ndarray]] = []
-        need = n
-        while need > 0:
-            if self._offset >= self._size:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    return None
-                self._chunk, self._offset = chunk, 0
-                self._size = len(next(iter(chunk.values()))) if chunk else 0
-                continue
-            stop = min(self._size, self._offset + need)
-            pieces.append({c: v[self._offset:stop] for c, v in self._chunk.items()})
-            need -= stop - self._offset
-            self._offset = stop
-        if len(pieces) == 1:
-            return dict(pieces[0])
-        if not pieces:
-            return {c: v[:0] for c, v in self._chunk.items()} if self._chunk else {}
-        return {c: np.concatenate([p[c] for p in pieces]) for c in pieces[0]}
 
 
 def slice_batch(batch: Batch, start: int, stop: int) -> Batch:

@@ -111,7 +111,9 @@ def _lower_priority(spec: DeploymentSpec) -> None:
     policy = None
     if spec.replica_cpu_policy != "normal":
         policy = getattr(os, _CPU_POLICIES[spec.replica_cpu_policy], None)
-        if policy is None or not hasattr(os, "sched_setscheduler"):
+        if not hasattr(os, "sched_setscheduler"):
+            policy = None
+        if policy is None:
             print(f"replica: scheduling policy {spec.replica_cpu_policy!r} is not available "
                   f"on this platform; running with niceness {spec.replica_nice}",
                   file=sys.stderr)
@@ -121,7 +123,7 @@ def _lower_priority(spec: DeploymentSpec) -> None:
             if spec.replica_nice:
                 nice = os.getpriority(os.PRIO_PROCESS, tid) + spec.replica_nice
                 os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
-            if policy is not None and hasattr(os, "sched_setscheduler"):
+            if policy is not None:
                 os.sched_setscheduler(tid, policy, os.sched_param(0))
 
 
