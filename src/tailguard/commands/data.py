@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from tailguard.data import (
-    DataError,
-    DatasetIndex,
-    ingest,
-    load_schema_option,
-    read_index,
-    verify_dataset,
-)
+if TYPE_CHECKING:
+    from tailguard.data import DatasetIndex
+
+# tailguard.data (pyarrow, fsspec; torch through its dataset) and rich are imported inside
+# each command: every CLI call imports this module to build the command tree.
 
 data_app = typer.Typer(help="Ingest and inspect datasets.", no_args_is_help=True)
 
@@ -33,6 +30,10 @@ def ingest_cmd(
     ),
 ) -> None:
     """Convert sources into Parquet shards plus index.json (atomic; a no-op when unchanged)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tailguard.data import DataError, ingest, load_schema_option
+
     try:
         parsed = load_schema_option(schema).to_mapping() if schema is not None else None
         with Progress(
@@ -91,6 +92,8 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Print a dataset's index summary: rows, shards, schema, fingerprint."""
+    from tailguard.data import DataError, read_index, verify_dataset
+
     try:
         index = verify_dataset(path) if verify else read_index(path)
     except DataError as exc:

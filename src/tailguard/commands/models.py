@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from tailguard.artifacts import ArtifactError, Registry
+# tailguard.artifacts (pydantic) and rich are imported inside each command: every CLI call
+# imports this module to build the command tree.
 
 models_app = typer.Typer(help="Register and inspect model artifacts.", no_args_is_help=True)
 
@@ -19,6 +18,8 @@ def register_cmd(
     path: Path = typer.Argument(..., help="Artifact directory with manifest.json"),
 ) -> None:
     """Verify an artifact directory and add it to the registry."""
+    from tailguard.artifacts import ArtifactError, Registry
+
     try:
         manifest = Registry().register(path)
     except ArtifactError as exc:
@@ -30,6 +31,11 @@ def register_cmd(
 @models_app.command("list")
 def list_cmd() -> None:
     """List registered artifacts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tailguard.artifacts import Registry
+
     table = Table("name", "version", "task", "entrypoint", "created_at")
     for m in Registry().list():
         table.add_row(m.name, m.version, m.task, m.entrypoint, m.created_at)
@@ -39,6 +45,8 @@ def list_cmd() -> None:
 @models_app.command("show")
 def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
     """Print an artifact's manifest (after verifying its files)."""
+    from tailguard.artifacts import ArtifactError, Registry
+
     try:
         manifest, path = Registry().get(ref)
     except ArtifactError as exc:

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 runs_app = typer.Typer(help="Inspect training runs.", no_args_is_help=True)
 
@@ -38,6 +36,9 @@ def train_cmd(
 @runs_app.command("list")
 def list_cmd() -> None:
     """List training runs, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
     from tailguard.train import read_events, summarize
     from tailguard.train.runs import runs_root
 
@@ -60,6 +61,9 @@ def show_cmd(
 ) -> None:
     """Summarise a run: status, restarts, loss, throughput, eval metrics, time-to-target."""
     from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
 
     from tailguard.train import read_events, run_paths, summarize
 
