@@ -1,0 +1,106 @@
+"""The ``tailguard`` CLI starts without torch and the other heavy libraries.
+
+Every CLI call builds the whole command tree, so a command module that imports torch at
+module level makes ``tailguard load`` (spawned by benchmarks next to a server under test) pay
+over a second of CPU. Each check runs in a fresh interpreter: the test process itself has
+long since imported torch.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner
+
+from tailguard.cli import app
+
+HEAVY = ("torch", "transformers", "pyarrow", "sklearn", "matplotlib")
+
+# Runs one command line through typer's CliRunner, then reports which heavy modules it loaded.
+_CHILD = """
+import json, sys
+from typer.testing import CliRunner
+from tailguard.cli import app
+args, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+result = CliRunner().invoke(app, args)
+print(json.dumps({"exit_code": result.exit_code, "output": result.output,
+                  "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def _run_fresh(args: list[str], cwd: Path) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(args), json.dumps(HEAVY)],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+@pytest.fixture()
+def refused_url() -> Iterator[str]:
+    """A local port that refuses connections: bound, never listening, held for the test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["load", "--help"], ["status", "--help"], ["serve", "--help"],
+], ids=" ".join)
+def test_help_does_not_import_heavy_libraries(args: list[str], tmp_path: Path) -> None:
+    out = _run_fresh(args, tmp_path)
+    assert out["exit_code"] == 0, out["output"]
+    assert "Usage" in str(out["output"])
+    assert out["loaded"] == []
+
+
+def test_status_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: Path) -> None:
+    out = _run_fresh(["status", refused_url], tmp_path)
+    assert out["exit_code"] == 1
+    assert "cannot reach" in str(out["output"])
+    assert out["loaded"] == []
+
+
+def test_load_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: Path) -> None:
+    out = _run_fresh(["load", refused_url, "-m", "echo", "-c", "1", "-d", "0.2", "--json"],
+                     tmp_path)
+    # Every request fails to connect: the run completes, reports the errors and exits 1.
+    assert out["exit_code"] == 1, out["output"]
+    assert '"connect"' in str(out["output"])
+    assert out["loaded"] == []
+
+
+def _command_paths(group: TyperGroup, prefix: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    ctx = typer.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        yield [*prefix, name]
+        if isinstance(command, TyperGroup):
+            yield from _command_paths(command, (*prefix, name))
+
+
+def test_every_command_help_renders() -> None:
+    # Typer reads each option's annotation when it builds the command; a type imported only
+    # under TYPE_CHECKING would fail here, not at import time.
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    paths = list(_command_paths(root))
+    names = {" ".join(p) for p in paths}
+    assert {"load", "status", "serve", "data ingest", "data show", "models list", "train",
+            "runs show", "sim", "chaos", "profile", "plan", "cost"} <= names
+    runner = CliRunner()
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, f"{' '.join(path)} --help: {result.output}"
+        assert f"Usage: tailguard {' '.join(path)} " in result.output
