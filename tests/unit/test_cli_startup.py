@@ -8,7 +8,9 @@ long since imported torch.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import socket
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from tailguard.cli import app
+from tailguard.cli import COMMAND_MODULES, app
 
 HEAVY = ("torch", "transformers", "pyarrow", "sklearn", "matplotlib")
 
@@ -28,11 +30,13 @@ HEAVY = ("torch", "transformers", "pyarrow", "sklearn", "matplotlib")
 _CHILD = """
 import json, sys
 from typer.testing import CliRunner
-from tailguard.cli import app
+from tailguard.cli import COMMAND_MODULES, app
 args, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 result = CliRunner().invoke(app, args)
 print(json.dumps({"exit_code": result.exit_code, "output": result.output,
-                  "loaded": [m for m in heavy if m in sys.modules]}))
+                  "loaded": [m for m in heavy if m in sys.modules],
+                  "commands": sorted(m.rpartition(".")[2] for m in sys.modules
+                                     if m.startswith("tailguard.commands."))}))
 """
 
 
@@ -62,6 +66,9 @@ def test_help_does_not_import_heavy_libraries(args: list[str], tmp_path: Path) -
     assert out["exit_code"] == 0, out["output"]
     assert "Usage" in str(out["output"])
     assert out["loaded"] == []
+    # The root's help lists every command; a command's help builds only that command.
+    assert out["commands"] == (sorted(set(COMMAND_MODULES.values())) if args == ["--help"]
+                               else [args[0]])
 
 
 def test_status_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: Path) -> None:
@@ -78,6 +85,18 @@ def test_load_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: Pa
     assert out["exit_code"] == 1, out["output"]
     assert '"connect"' in str(out["output"])
     assert out["loaded"] == []
+
+
+def test_command_table_matches_what_each_module_registers() -> None:
+    import tailguard.commands
+
+    modules = sorted(m.name for m in pkgutil.iter_modules(tailguard.commands.__path__))
+    assert sorted(set(COMMAND_MODULES.values())) == modules
+    for module_name in modules:
+        commands = typer.Typer()
+        importlib.import_module(f"tailguard.commands.{module_name}").register(commands)
+        registered = set(typer.main.get_group(commands).commands)
+        assert registered == {n for n, m in COMMAND_MODULES.items() if m == module_name}
 
 
 def _command_paths(group: TyperGroup, prefix: tuple[str, ...] = ()) -> Iterator[list[str]]:

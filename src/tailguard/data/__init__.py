@@ -1,6 +1,7 @@
 """Deterministic, resumable data: ingest to Parquet shards, stream them exactly once per epoch."""
 
-from tailguard.data.dataset import StreamingDataset
+from typing import TYPE_CHECKING
+
 from tailguard.data.index import (
     INDEX_NAME,
     DatasetIndex,
@@ -14,6 +15,20 @@ from tailguard.data.ingest import IngestResult, TooManyBadRows, ingest
 from tailguard.data.order import SHUFFLE_WINDOW_SHARDS, EpochOrder, Partition
 from tailguard.data.schema import DataError, Schema, SchemaError, load_schema_option, parse_schema
 from tailguard.data.sources import BadRow, IngestError
+
+if TYPE_CHECKING:
+    from tailguard.data.dataset import StreamingDataset
+
+
+def __getattr__(name: str) -> object:
+    # StreamingDataset is a torch IterableDataset: importing torch costs over a second, which
+    # ``tailguard data show`` and the CLI's start-up should not pay.
+    if name == "StreamingDataset":
+        from tailguard.data.dataset import StreamingDataset
+
+        return StreamingDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INDEX_NAME",
