@@ -229,28 +229,6 @@ def test_rows_ahead_accounts_for_classes_own_backlog_and_weights() -> None:
     assert q.rows_ahead(SHED, "other") == 3 + 24 + 1
 
 
-def test_batch_share_splits_a_batch_by_weight_among_queued_tenants() -> None:
-    q: FairQueue[Req] = FairQueue()
-    assert q.batch_share_rows(STD, "a", weight=1.0, batch_rows=32) == 32  # alone: all of it
-    for i in range(5):
-        push(q, Req(f"b{i}", tenant="b", weight=3.0))
-    push(q, Req("a0", tenant="a", weight=1.0))
-    # a's own queued rows don't dilute its share; b (weight 3) is queued.
-    assert q.batch_share_rows(STD, "a", weight=1.0, batch_rows=32) == 8
-    assert q.batch_share_rows(STD, "b", weight=3.0, batch_rows=32) == 24
-    push(q, Req("s", tenant="s", priority=SHED))  # a lower class takes nothing from them
-    assert q.batch_share_rows(STD, "a", weight=1.0, batch_rows=32) == 8
-    push(q, Req("c", tenant="c", priority=CRIT))  # a higher class goes first: no share
-    assert q.batch_share_rows(STD, "a", weight=1.0, batch_rows=32) == 0
-    with pytest.raises(ValueError, match="weight"):
-        q.batch_share_rows(STD, "a", weight=0.0, batch_rows=32)
-    # b: 5 rows at weight 3; a's heaviest rival is b, b's is a (1 row at weight 1)
-    assert q.heaviest_other_backlog(STD, "a") == pytest.approx(5 / 3)
-    assert q.heaviest_other_backlog(STD, "b") == 1.0
-    assert q.heaviest_other_backlog(STD, "nobody") == pytest.approx(5 / 3)
-    assert q.heaviest_other_backlog(CRIT, "x") == 1.0  # c alone in its class
-
-
 def _served_before(q: FairQueue[Req], target: Req) -> int:
     rows = 0
     while (r := q.pop(0.0)) is not target:

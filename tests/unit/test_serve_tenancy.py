@@ -81,7 +81,7 @@ def test_open_mode_admits_everyone_without_keys() -> None:
     assert who.admin and gate.may_use(who, "m")
 
 
-def test_tenant_without_backlog_gets_its_whole_objective() -> None:
+def test_tenant_within_its_fair_share_gets_its_whole_objective() -> None:
     import numpy as np
 
     from tailguard.serve.slots import Caller, Pending, Slot, SlotState
@@ -101,14 +101,18 @@ def test_tenant_without_backlog_gets_its_whole_objective() -> None:
 
     queued("u", Priority.CRITICAL, 6)  # served first: 6 rows ahead of anything standard
     # Predicted 6 x 9 ms + its own batch (27 ms) = 81 ms: past 80% of 100 ms, within it.
-    gate.admit(who, dep, 1, now=0.0)  # no backlog of its own: admitted
-    queued("t", Priority.STANDARD, 1)
-    with pytest.raises(TooManyRequests) as info:  # with a backlog of its own: the margin holds
+    gate.admit(who, dep, 1, now=0.0)  # asking far less than the ~110 rows/s: admitted
+    share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
+    assert share is not None and share.within
+    dep.note_demand(Caller("t", Priority.STANDARD), 500, now=0.0)  # now t is the overload
+    share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
+    assert share is not None and not share.within
+    with pytest.raises(TooManyRequests) as info:  # over its share: the margin holds
         gate.admit(who, dep, 1, now=0.0)
     assert info.value.reason == "shed"
 
 
-def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
+def test_the_tenant_over_its_share_drains_at_what_the_others_leave_it() -> None:
     import numpy as np
 
     from tailguard.serve.slots import Caller, Pending, Slot, SlotState
@@ -127,24 +131,47 @@ def test_tenant_within_its_batch_share_gets_its_whole_objective() -> None:
         dep._queue.push(item, tenant=tenant, priority=Priority.STANDARD, weight=1.0,
                         deadline=9.0, rows=rows, now=0.0)
 
+    t, u = Caller("t", Priority.STANDARD), Caller("u", Priority.STANDARD)
+    dep.note_demand(u, 1000, now=0.0)  # u floods the ~230 rows/s the replica serves
+    dep.note_demand(t, 30, now=0.0)
     for _ in range(40):
-        queued("u", 1)  # u floods: far beyond its half of a batch
+        queued("u", 1)
     for _ in range(2):
-        queued("t", 1)  # t has 2 rows waiting: with its next one, 3 of its 4-row share
-    t = gate.authenticate([(b"authorization", b"Bearer t-key")])
-    # Predicted: the replica frees in 20 ms, then t's batch (its 2 rows, 3 of u's and its
-    # own: 6 rows, 24 ms) = 44 ms: past 80% of its 50 ms objective, within it. t is not the
-    # overload, so the margin does not apply.
-    gate.release(gate.admit(t, dep, 1, now=0.0))
-    caller = Caller("t", Priority.STANDARD)
-    assert dep.within_fair_share(caller, 2)
-    queued("t", 2)  # now 4 queued: beyond its share of a batch, but far lighter than u,
-    assert dep.within_fair_share(caller, 1)  # whose rows it goes ahead of
-    assert not dep.within_fair_share(Caller("u", Priority.STANDARD), 1)  # the heaviest
-    queued("t", 40)  # now t is the heavier one: the margin holds for it again
-    assert not dep.within_fair_share(caller, 1)
-    assert dep.within_fair_share(Caller("u", Priority.STANDARD), 1)
-    u = gate.authenticate([(b"authorization", b"Bearer u-key")])
-    with pytest.raises(TooManyRequests) as info:  # past its objective, even when lighter
-        gate.admit(u, dep, 1, now=0.0)
+        queued("t", 1)
+    share_t, share_u = dep.fair_share(t, now=0.0), dep.fair_share(u, now=0.0)
+    assert share_t is not None and share_t.within
+    assert share_u is not None and not share_u.within
+    assert share_u.rows_per_s == pytest.approx(share_u.capacity_rows_per_s - 30, rel=1e-6)
+    # Predicted for t: the replica frees in 20 ms, then t's batch (its 2 rows, 3 of u's and
+    # its own: 6 rows, 24 ms) = 44 ms: past 80% of its 50 ms objective, within it. t is not
+    # the overload, so the margin does not apply.
+    gate.release(gate.admit(gate.authenticate([(b"authorization", b"Bearer t-key")]),
+                            dep, 1, now=0.0))
+    # u's 40 queued rows drain at what t leaves it, ~200 rows/s: ~200 ms, far past 100 ms.
+    with pytest.raises(TooManyRequests) as info:
+        gate.admit(gate.authenticate([(b"authorization", b"Bearer u-key")]), dep, 1, now=0.0)
     assert info.value.reason == "shed"
+    # The estimate without the others' arrivals would have been ~40 rows at 230 rows/s:
+    # still past 80 ms, so check the drain rate itself moved the prediction.
+    snapshot = dep.admission_snapshot(41, 1, 0.0, drain_rows_per_s=share_u.rows_per_s)
+    assert snapshot.drain_rows_per_s == share_u.rows_per_s
+
+
+def test_demand_counts_what_passes_the_tenants_own_quotas() -> None:
+    from tailguard.serve.slots import Caller, Slot, SlotState
+    from tailguard.serve.tenants import Priority
+
+    gate, dep, _ = _setup(rate_limit_rps=1, burst=1)
+    dep._slots.append(Slot(0, state=SlotState.READY))
+    for _ in range(20):
+        dep._service.observe(10, 0.01)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    gate.release(gate.admit(who, dep, 4, now=0.0))
+    for _ in range(5):  # over the rate limit: refused before they reach the deployment
+        with pytest.raises(TooManyRequests) as info:
+            gate.admit(who, dep, 4, now=0.0)
+        assert info.value.reason == "rate_limited"
+    assert dep._demand.asked_rows_per_s(Priority.STANDARD, "t", 0.0) == pytest.approx(
+        4 / dep._demand.tau_s)
+    share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
+    assert share is not None and share.within and share.demand_rows_per_s == pytest.approx(4)

@@ -26,8 +26,9 @@ Checks, in order (nothing is consumed by a rejected request):
    fraction * (deadline - now)``, where the fraction is per class (sheddable 0.5, standard
    1.0, critical never), so lower classes are shed first and earlier. The finish time is
    predicted from the rows that will be served before it, batch by batch on the replicas
-   as they free (:func:`estimate_finish_batched`; a fluid drain, :func:`estimate_finish`,
-   when the snapshot has no per-replica view). With no
+   as they free (:func:`estimate_finish_batched`) while its batch is among the next one per
+   replica; otherwise (or when the snapshot has no per-replica view) as a fluid drain,
+   :func:`estimate_finish`, at the rate the tenant's rows can count on. With no
    measured service rate (cold start) or no ready replica, nothing is shed: availability is
    the gateway's 503, not admission's business.
 """
@@ -139,18 +140,23 @@ def estimate_finish(
     *,
     inflight_rows: int = 0,
     batch_wait_s: float = 0.0,
+    drain_rows_per_s: float | None = None,
 ) -> float:
     """Predicted time a new request finishes (same clock as ``now``).
 
-    The replicas first work off ``inflight_rows`` and ``rows_ahead`` at
-    ``service_rate_rows_per_s`` each (rows per second of one busy replica), then the batcher
-    may wait up to ``batch_wait_s`` to fill the request's batch, which takes
-    ``batch_service_s``. Returns ``inf`` with no capacity (rate or replicas not positive).
+    The replicas first work off ``inflight_rows`` at ``service_rate_rows_per_s`` each (rows
+    per second of one busy replica), and ``rows_ahead`` at ``drain_rows_per_s`` when given
+    (what the request's tenant gets while others keep sending: see
+    :class:`~tailguard.serve.demand.Demand`), else at the replicas' full rate; then the
+    batcher may wait up to ``batch_wait_s`` to fill the request's batch, which takes
+    ``batch_service_s``. Returns ``inf`` with no capacity (rate, replicas or drain rate not
+    positive).
     """
     capacity = service_rate_rows_per_s * replicas
-    if not capacity > 0:
+    drain = capacity if drain_rows_per_s is None else drain_rows_per_s
+    if not capacity > 0 or not drain > 0:
         return math.inf
-    drain_s = (max(0, inflight_rows) + max(0, rows_ahead)) / capacity
+    drain_s = max(0, inflight_rows) / capacity + max(0, rows_ahead) / drain
     return now + drain_s + max(0.0, batch_wait_s) + max(0.0, batch_service_s)
 
 
@@ -201,7 +207,8 @@ class AdmissionSnapshot:
     Batch-level model (used when ``replica_free_in_s`` and ``batch_rows`` are given, see
     :func:`estimate_finish_batched`): ``replica_free_in_s`` per ready replica, the seconds
     until it is free; ``batch_rows`` the rows of a full batch and ``full_batch_s`` its service
-    time. Otherwise the fluid model of :func:`estimate_finish` (``inflight_rows``).
+    time. Otherwise the fluid model of :func:`estimate_finish` (``inflight_rows``; the rows
+    ahead drain at ``drain_rows_per_s``, or at the full rate when it is None).
     """
 
     rows_ahead_by_class: Mapping[Priority, int]
@@ -212,6 +219,7 @@ class AdmissionSnapshot:
     replica_free_in_s: tuple[float, ...] | None = None
     batch_rows: int | None = None
     full_batch_s: float | None = None
+    drain_rows_per_s: float | None = None
 
     @property
     def cold(self) -> bool:
@@ -367,12 +375,17 @@ def admit(
     rate = snapshot.service_rate_rows_per_s
     assert rate is not None  # not cold
     cap = snapshot.batch_rows
-    if snapshot.replica_free_in_s is not None and cap:
-        # Rows ahead fill whole batches; the request rides in the one holding the remainder.
-        before = (rows_ahead + min(max(1, request.rows), cap) - 1) // cap
+    free_in = snapshot.replica_free_in_s
+    # Rows ahead fill whole batches; the request rides in the one holding the remainder.
+    before = (rows_ahead + min(max(1, request.rows), cap) - 1) // cap if cap else 0
+    if free_in is not None and cap and (before < len(free_in)
+                                        or snapshot.drain_rows_per_s is None):
+        # Batch by batch while its batch is among the next one per replica: later arrivals
+        # of other tenants cannot overtake it. Further back they can, and the fluid drain at
+        # the tenant's own rate (below) is the better guess.
         full_s = snapshot.full_batch_s if snapshot.full_batch_s is not None else cap / rate
         finish = estimate_finish_batched(
-            now, snapshot.replica_free_in_s, before, full_s, snapshot.batch_service_s or 0.0,
+            now, free_in, before, full_s, snapshot.batch_service_s or 0.0,
             batch_wait_s=config.batch_wait_s)
     else:
         finish = estimate_finish(
@@ -383,6 +396,7 @@ def admit(
             snapshot.batch_service_s or 0.0,
             inflight_rows=snapshot.inflight_rows,
             batch_wait_s=config.batch_wait_s,
+            drain_rows_per_s=snapshot.drain_rows_per_s,
         )
     allowed_s = fraction * (request.deadline_s - now)
     overshoot_s = (finish - now) - allowed_s

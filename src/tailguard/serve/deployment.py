@@ -26,6 +26,7 @@ from tailguard.observe.metrics import DeploymentMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import AdmissionSnapshot
 from tailguard.serve.config import DeploymentSpec
+from tailguard.serve.demand import Demand, FairShare
 from tailguard.serve.errors import BadRequest, DeadlineExceeded, ModelFailed, Unavailable
 from tailguard.serve.fairqueue import FairQueue, FairQueueConfig
 from tailguard.serve.loader import ModelSignature
@@ -84,6 +85,7 @@ class Deployment:
         self._inflight = 0
         self._inflight_rows = 0
         self._service = ServiceModel()  # batch service time vs batch size, fitted online
+        self._demand = Demand()  # each tenant's recent rows/s asked of this deployment
         self._accepting = True
         self._stopping = False
         self._setup_error: str | None = None
@@ -98,15 +100,17 @@ class Deployment:
         return self._queue.rows
 
     def admission_snapshot(self, rows_ahead: int, rows: int, now: float, *,
-                           batched: bool = False) -> AdmissionSnapshot:
+                           batched: bool = False, drain_rows_per_s: float | None = None
+                           ) -> AdmissionSnapshot:
         """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it;
         its own batch holds at most the rows ahead plus its own (capped at the batch cap).
 
-        ``batched`` (for a caller within its share of the next batch, whose rows are served
-        at the head whatever others send): the batch-by-batch view, replica by replica.
-        Otherwise the fluid one: in-flight and queued rows drain at the full-batch rate —
-        pessimistic on purpose for a backlogged caller, whose rows also wait behind the
-        lighter tenants' future arrivals, which no queue snapshot shows."""
+        ``batched`` (for a caller within its fair share, whose rows are served at the head
+        whatever others send): the batch-by-batch view, replica by replica. Otherwise the
+        fluid one: in-flight rows drain at the full-batch rate, the rows ahead at
+        ``drain_rows_per_s`` (None: the full rate) — what the lighter tenants' future
+        arrivals, which go ahead of a backlogged caller's and which no queue snapshot shows,
+        leave it."""
         max_rows = self.batch_rows_cap()
         measured = self._service.measured
         return AdmissionSnapshot(
@@ -120,6 +124,7 @@ class Deployment:
             replica_free_in_s=(self._replica_free_in_s(now) or None) if batched else None,
             batch_rows=max_rows,
             full_batch_s=self._service.seconds(max_rows) if measured else None,
+            drain_rows_per_s=drain_rows_per_s,
         )
 
     def _batch_left(self, slot: Slot, now: float) -> tuple[float, float]:
@@ -159,26 +164,20 @@ class Deployment:
         fit = int((budget_s - fixed) / per_row + 1e-6)
         return max(1, min(cap, fit))
 
-    def within_fair_share(self, caller: Caller, rows: int) -> bool:
-        """True when the caller is not the one overloading the deployment, so admission gives
-        it the lenient margin and the batch-by-batch estimate: nothing of its own is queued;
-        or, with no higher class waiting, its queued rows plus ``rows`` fit in its weighted
-        share of the batches the ready replicas take next (one each), or its backlog per
-        unit of weight is below another tenant's of its class (in virtual-time order its rows
-        go ahead of that tenant's, present and future)."""
-        queued = self._queue.tenant_rows(caller.priority, caller.tenant)
-        if queued == 0:
-            return True
-        replicas = max(1, self.ready_replicas)
-        share = self._queue.batch_share_rows(caller.priority, caller.tenant,
-                                             weight=caller.weight,
-                                             batch_rows=self.batch_rows_cap() * replicas)
-        if share <= 0:  # a higher class goes first
-            return False
-        if queued + rows <= share:
-            return True
-        heavier = self._queue.heaviest_other_backlog(caller.priority, caller.tenant)
-        return (queued + rows) / caller.weight < heavier
+    def note_demand(self, caller: Caller, rows: int, now: float) -> None:
+        """Count a request's rows in its tenant's demand (admitted or not)."""
+        self._demand.asked(caller.priority, caller.tenant, weight=caller.weight, rows=rows,
+                           now=now)
+
+    def fair_share(self, caller: Caller, now: float) -> FairShare | None:
+        """Where the caller's recent demand stands in the max-min fair split of the capacity
+        (full batches on every ready replica, or what they are measured to serve); None while
+        the service rate is unmeasured."""
+        rate = self._service.rows_per_s(self.batch_rows_cap())
+        if rate is None or self.ready_replicas == 0:
+            return None
+        return self._demand.share(caller.priority, caller.tenant, weight=caller.weight,
+                                  capacity_rows_per_s=rate * self.ready_replicas, now=now)
 
     def rows_ahead(self, caller: Caller, rows: int) -> int:
         return self._queue.rows_ahead(caller.priority, caller.tenant, rows=rows,
@@ -419,6 +418,7 @@ class Deployment:
             self._queue.pop(now)
             batch.append(p)
             rows += p.rows
+            self._demand.served(p.caller.priority, p.caller.tenant, rows=p.rows, now=now)
         return batch or None
 
     async def _serve(self, slot: Slot, handle: ReplicaHandle) -> None:

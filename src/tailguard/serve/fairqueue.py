@@ -220,41 +220,6 @@ class FairQueue(Generic[T]):
             out[cls.priority] = total
         return out
 
-    def tenant_rows(self, priority: Priority, tenant: str) -> int:
-        """Rows ``tenant`` has queued in ``priority`` (its backlog; retries not counted)."""
-        flow = self._classes[priority.rank].flows.get(tenant)
-        return flow.rows if flow is not None else 0
-
-    def heaviest_other_backlog(self, priority: Priority, tenant: str) -> float:
-        """The largest queued rows per unit of weight among the other tenants of the class
-        (0 when none has rows queued): in virtual-time order a tenant whose own backlog per
-        weight is below it is served ahead of that tenant's future arrivals too."""
-        heaviest = 0.0
-        for name, flow in self._classes[priority.rank].flows.items():
-            if name != tenant and flow.rows:
-                heaviest = max(heaviest, flow.rows / flow.weight)
-        return heaviest
-
-    def batch_share_rows(self, priority: Priority, tenant: str, *, weight: float,
-                         batch_rows: int) -> float:
-        """Rows of the next ``batch_rows``-row batch that ``tenant`` gets by weight against the
-        other tenants with rows queued in its class; 0 while a higher class has rows queued
-        (those go first). O(tenants in the class)."""
-        if not 0 < weight < math.inf:
-            raise ValueError(f"weight must be a positive finite number, got {weight}")
-        if sum(self._front_rows):
-            return 0.0
-        for cls in self._classes:
-            if cls.priority == priority:
-                break
-            if cls.rows:
-                return 0.0
-        total = weight
-        for name, flow in self._classes[priority.rank].flows.items():
-            if name != tenant and flow.rows:
-                total += flow.weight
-        return batch_rows * weight / total
-
     def rows_ahead(
         self, priority: Priority, tenant: str, *, rows: int = 1, weight: float | None = None
     ) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import (
     AdmissionConfig,
+    RejectReason,
     RequestInfo,
     TokenBucket,
     admit,
@@ -76,9 +77,9 @@ class TenantGate:
             shed_fraction_sheddable=settings.shed_fraction_sheddable,
             shed_fraction_standard=settings.shed_fraction_standard,
         )
-        # A tenant within its fair share (Deployment.within_fair_share) is not the cause of
-        # an overload: it is shed only when it would miss its objective outright, never on
-        # the safety margin the heaviest tenant gets.
+        # A tenant whose recent demand fits its max-min fair share (Deployment.fair_share)
+        # is not the cause of an overload: it is shed only when it would miss its objective
+        # outright, never on the safety margin the tenants over their share get.
         self._config_within_share = AdmissionConfig(
             shed_fraction_sheddable=max(settings.shed_fraction_sheddable, 1.0),
             shed_fraction_standard=max(settings.shed_fraction_standard, 1.0),
@@ -128,11 +129,18 @@ class TenantGate:
                 tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
                 rows_ahead=ahead, rows=rows,
             )
-            within = deployment.within_fair_share(caller, rows)
-            snapshot = deployment.admission_snapshot(ahead, rows, now, batched=within)
+            share = deployment.fair_share(caller, now)
+            within = share is None or share.within
+            snapshot = deployment.admission_snapshot(
+                ahead, rows, now, batched=within,
+                drain_rows_per_s=None if share is None else share.rows_per_s)
             config = self._config_within_share if within else self._config
             decision = admit(request, snapshot, config, now)
             self._buckets[tenant.id] = decision.bucket
+            if decision.reason not in _QUOTA_REASONS:
+                # Demand is what the tenant asks within its own quotas: its rate limit and
+                # concurrency cap already keep the rest off the deployment.
+                deployment.note_demand(caller, rows, now)
             if not decision.admitted:
                 assert decision.reason is not None
                 self.usage.rejected(tenant.id, deployment.name, decision.reason.value)
@@ -148,6 +156,7 @@ class TenantGate:
             self._inflight[caller.tenant] -= 1
 
 
+_QUOTA_REASONS = frozenset({RejectReason.RATE_LIMITED, RejectReason.CONCURRENCY})
 _REASONS = {
     "rate_limited": "over the rate limit",
     "concurrency": "too many requests in flight (max_concurrency)",
