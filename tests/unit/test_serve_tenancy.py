@@ -175,3 +175,25 @@ def test_demand_counts_what_passes_the_tenants_own_quotas() -> None:
         4 / dep._demand.tau_s)
     share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
     assert share is not None and share.within and share.demand_rows_per_s == pytest.approx(4)
+
+
+def test_a_request_admitted_as_one_row_is_judged_again_at_its_real_size() -> None:
+    from tailguard.serve.slots import Caller, Slot, SlotState
+    from tailguard.serve.tenants import Priority
+
+    gate, dep, usage = _setup(p99_ms=100)
+    dep._slots.append(Slot(0, state=SlotState.READY))
+    for _ in range(20):
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (35 ms)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    caller = gate.admit(who, dep, 1, now=0.0)  # before its body is read: one row, 9 ms
+    gate.resize(who, dep, 1, 1, now=0.0)  # it was one row: nothing to judge again
+    gate.resize(who, dep, 1, 3, now=0.0)  # 3 rows, one batch: 27 ms, admitted
+    with pytest.raises(TooManyRequests) as info:  # 30 rows: 10 batches, 270 ms: shed
+        gate.resize(who, dep, 1, 30, now=0.0)
+    assert info.value.reason == "shed"
+    gate.release(caller)
+    assert dep._demand.asked_rows_per_s(Priority.STANDARD, "t", 0.0) == pytest.approx(
+        (1 + 2 + 29) / dep._demand.tau_s)
+    assert usage.report("t")[0]["shed"] == 1
+    assert dep.fair_share(Caller("t", Priority.STANDARD), now=0.0) is not None

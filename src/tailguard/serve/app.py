@@ -12,7 +12,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 
 import orjson
@@ -179,11 +179,17 @@ class Gateway:
                 raise NotFound(f"no route {path}")
             principal = self.gate.authenticate(scope["headers"])
             deployment = self._deployment(name, version, principal, infer=True)
-            body = await read_body(scope, receive, self.config.max_request_bytes)
-            request = v2.decode_infer(body, deployment.signature)
-            outputs = await self._run(principal, deployment, request.tensors, request.rows,
-                                      request.key)
-            payload = v2.encode_infer(name, deployment.spec.version, request, outputs,
+            decoded: list[v2.InferRequest] = []
+
+            async def read() -> tuple[Tensors, int, Hashable]:
+                body = await read_body(scope, receive, self.config.max_request_bytes)
+                decoded.append(v2.decode_infer(body, deployment.signature))
+                return decoded[0].tensors, decoded[0].rows, decoded[0].key
+
+            # Admitted as one row before its body is read: a request refused under overload
+            # costs no reading or decoding. A bigger one is judged again once decoded.
+            outputs = await self._run(principal, deployment, read, rows_hint=1)
+            payload = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
                                       deployment.signature)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, path)
@@ -194,13 +200,17 @@ class Gateway:
         self._count(label, "v2", 200, started)
         await respond(send, 200, payload)
 
-    async def _run(self, principal: Principal, deployment: Deployment, tensors: Tensors,
-                   rows: int, key: Hashable) -> Tensors:
-        """Admit, queue and await one request, metering its outcome for its tenant."""
+    async def _run(self, principal: Principal, deployment: Deployment,
+                   read: Callable[[], Awaitable[tuple[Tensors, int, Hashable]]],
+                   rows_hint: int) -> Tensors:
+        """Admit ``rows_hint`` rows, then ``read`` the request (tensors, rows, batching key),
+        queue and await it, metering its outcome for its tenant."""
         loop = asyncio.get_running_loop()
-        caller = self.gate.admit(principal, deployment, rows, loop.time())
-        status = 500
+        caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
+        status, rows = 500, rows_hint
         try:
+            tensors, rows, key = await read()
+            self.gate.resize(principal, deployment, rows_hint, rows, loop.time())
             outputs = await deployment.infer(tensors, rows, key, caller=caller)
             status = 200
             return outputs
@@ -224,7 +234,11 @@ class Gateway:
                 raise BadRequest(f"model {request.model!r} does not produce embeddings "
                                  "(needs one BYTES input and an FP32 'embedding' output)")
             tensors = openai.to_tensors(request, deployment.signature)
-            outputs = await self._run(principal, deployment, tensors, len(request.texts), ())
+
+            async def read() -> tuple[Tensors, int, Hashable]:
+                return tensors, len(request.texts), ()
+
+            outputs = await self._run(principal, deployment, read, len(request.texts))
             payload = openai.encode_embeddings(request, outputs)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, "/v1/embeddings")

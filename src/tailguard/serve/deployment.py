@@ -118,7 +118,8 @@ class Deployment:
             service_rate_rows_per_s=self._service.rows_per_s(max_rows),
             ready_replicas=self.ready_replicas,
             inflight_rows=self._inflight_rows_left(now),
-            batch_service_s=(self._service.seconds(min(max_rows, rows_ahead + rows))
+            # a request bigger than the cap runs as a batch of its own, whole
+            batch_service_s=(self._service.seconds(max(rows, min(max_rows, rows_ahead + rows)))
                              if measured else None),
             # no replica taking batches (all draining, say): the fluid view, which waits
             replica_free_in_s=(self._replica_free_in_s(now) or None) if batched else None,

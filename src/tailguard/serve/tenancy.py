@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import (
@@ -122,34 +122,55 @@ class TenantGate:
         if self._enabled:
             if tenant.id not in self._buckets:
                 self._buckets[tenant.id] = initial_bucket(tenant, now)
-            slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
-            ahead = deployment.rows_ahead(caller, rows)
-            request = RequestInfo.for_tenant(
-                tenant, deadline_s=now + slo_ms / 1000.0,
-                tenant_inflight=self._inflight[tenant.id], bucket=self._buckets[tenant.id],
-                rows_ahead=ahead, rows=rows,
-            )
-            share = deployment.fair_share(caller, now)
-            within = share is None or share.within
-            snapshot = deployment.admission_snapshot(
-                ahead, rows, now, batched=within,
-                drain_rows_per_s=None if share is None else share.rows_per_s)
-            config = self._config_within_share if within else self._config
-            decision = admit(request, snapshot, config, now)
-            self._buckets[tenant.id] = decision.bucket
-            if decision.reason not in _QUOTA_REASONS:
-                # Demand is what the tenant asks within its own quotas: its rate limit and
-                # concurrency cap already keep the rest off the deployment.
-                deployment.note_demand(caller, rows, now)
-            if not decision.admitted:
-                assert decision.reason is not None
-                self.usage.rejected(tenant.id, deployment.name, decision.reason.value)
-                raise TooManyRequests(
-                    f"tenant {tenant.id!r}: {_REASONS[decision.reason.value]}",
-                    retry_after_s=decision.retry_after_s, reason=decision.reason.value,
-                )
+            self._decide(tenant, caller, deployment, rows, rows, now, quotas=True)
         self._inflight[tenant.id] += 1
         return caller
+
+    def resize(self, principal: Principal, deployment: Deployment, admitted_rows: int,
+               rows: int, now: float) -> None:
+        """A request admitted as ``admitted_rows`` rows (before its body was read) turned out
+        to hold ``rows``: judge its deadline again at that size, or raise 429 ``shed``. Its
+        quotas (token, concurrency slot) were taken at admission and stay so."""
+        tenant = principal.tenant
+        if tenant is None or not self._enabled or rows <= admitted_rows:
+            return
+        caller = Caller(tenant.id, tenant.priority, tenant.weight)
+        self._decide(tenant, caller, deployment, rows, rows - admitted_rows, now, quotas=False)
+
+    def _decide(self, tenant: TenantSpec, caller: Caller, deployment: Deployment, rows: int,
+                new_rows: int, now: float, *, quotas: bool) -> None:
+        """Run admission for ``rows`` rows (``new_rows`` of them not yet counted in the
+        tenant's demand), with or without the tenant's quotas; raise 429 when refused."""
+        slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
+        ahead = deployment.rows_ahead(caller, rows)
+        request = RequestInfo.for_tenant(
+            tenant, deadline_s=now + slo_ms / 1000.0,
+            tenant_inflight=self._inflight[tenant.id] if quotas else 0,
+            bucket=self._buckets[tenant.id] if quotas else None,
+            rows_ahead=ahead, rows=rows,
+        )
+        if not quotas:
+            request = replace(request, max_concurrency=None)
+        share = deployment.fair_share(caller, now)
+        within = share is None or share.within
+        snapshot = deployment.admission_snapshot(
+            ahead, rows, now, batched=within,
+            drain_rows_per_s=None if share is None else share.rows_per_s)
+        config = self._config_within_share if within else self._config
+        decision = admit(request, snapshot, config, now)
+        if quotas:
+            self._buckets[tenant.id] = decision.bucket
+        if decision.reason not in _QUOTA_REASONS:
+            # Demand is what the tenant asks within its own quotas: its rate limit and
+            # concurrency cap already keep the rest off the deployment.
+            deployment.note_demand(caller, new_rows, now)
+        if not decision.admitted:
+            assert decision.reason is not None
+            self.usage.rejected(tenant.id, deployment.name, decision.reason.value)
+            raise TooManyRequests(
+                f"tenant {tenant.id!r}: {_REASONS[decision.reason.value]}",
+                retry_after_s=decision.retry_after_s, reason=decision.reason.value,
+            )
 
     def release(self, caller: Caller) -> None:
         if caller is not OPEN_CALLER:
