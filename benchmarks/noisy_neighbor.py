@@ -5,12 +5,16 @@
 2. Tenant B offers 30% of capacity (Poisson) for the whole run, with p99_ms = 250; tenant A
    ramps 30% -> 100% -> 200% -> 300% of capacity in equal steps. Each tenant is its own
    `tailguard load` process with its own API key.
-3. The same scenario with admission control off (`admission: {enabled: false}`).
+3. The ceiling for goodput on this machine: the closed-loop capacity while a flood as big as
+   A's last step is refused at the door (a tenant rate-limited to 1 req/s) — the CPU that
+   answering 429s takes from the replicas, whatever admission does.
+4. The same scenario with admission control off (`admission: {enabled: false}`).
 
 Prints for B its P99 and success rate, for A its throughput and share of 429s (and how fast they
 came back), and the goodput (answers within the SLO, both tenants) during the overload steps as
 a fraction of the measured capacity. Last line: one JSON object
-``{"b_p99_ms", "b_success", "a_reject_p99_ms", "goodput_ratio", "off": {...}}``.
+``{"b_p99_ms", "b_success", "a_reject_p99_ms", "goodput_ratio", "off": {...}, ...}`` (plus
+``capacity_rps`` and ``goodput_ceiling_ratio``).
 
     python benchmarks/noisy_neighbor.py [--step 8] [--replicas N] [--threads 1]
 """
@@ -23,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from _harness import PY, Server, free_port, load
 from serve_minilm import sentences
 
 KEY_A, KEY_B = "tenant-a-key-000000000001", "tenant-b-key-000000000002"
+KEY_DOOR = "tenant-door-key-0000000004"  # rate-limited to 1/s: every request refused
 ADMIN = "admin-key-000000000000003"  # capacity is measured outside admission control
 SLO_MS = 250.0
 STEPS = (0.3, 1.0, 2.0, 3.0)
@@ -43,6 +49,8 @@ def _config(replicas: int, threads: int, admission: bool) -> dict[str, Any]:
         "tenants": [
             {"id": "a", "api_keys": [KEY_A], "priority": "standard", "p99_ms": SLO_MS},
             {"id": "b", "api_keys": [KEY_B], "priority": "standard", "p99_ms": SLO_MS},
+            {"id": "door", "api_keys": [KEY_DOOR], "priority": "standard",
+             "rate_limit_rps": 1, "burst": 1},
         ],
         "deployments": [{"name": "minilm", "model": "tailguard.models.minilm:MiniLM",
                          "replicas": replicas,
@@ -83,13 +91,21 @@ def run(replicas: int, threads: int, admission: bool, step_s: float, payloads: P
             a_steps.append(_result(_load_proc(srv.url, KEY_A, share * capacity, step_s,
                                               payloads, 10 + i)))
         b_res = _result(b)
+        ceiling = None
         if measured:
             # The machine is shared and its speed drifts: measure again after the overload
             # and judge goodput against the mean of the two.
             capacity = (capacity + _saturate(srv.url, payloads, 8.0)) / 2
             print(f"capacity (mean of before and after): {capacity:.0f} req/s",
                   file=sys.stderr)
-    return capacity, {"b": b_res, "a_steps": a_steps}
+            # The ceiling for goodput on this machine: the capacity left while a flood as
+            # big as A's last step is refused at the door (the gateway and the generator
+            # share the CPUs with the replicas), whatever admission does with the rest.
+            door = _load_proc(srv.url, KEY_DOOR, STEPS[-1] * capacity, 10.0, payloads, 99)
+            time.sleep(2.0)
+            ceiling = _saturate(srv.url, payloads, 6.0) / capacity
+            _result(door)
+    return capacity, {"b": b_res, "a_steps": a_steps, "ceiling": ceiling}
 
 
 def _saturate(url: str, payloads: Path, seconds: float) -> float:
@@ -138,11 +154,14 @@ def main() -> None:
     figures = summarize(capacity, on, args.step)
     figures["off"] = summarize(capacity, off, args.step)
     figures["capacity_rps"] = round(capacity, 1)
+    figures["goodput_ceiling_ratio"] = round(on["ceiling"], 3)
     for label, f in (("admission on ", figures), ("admission off", figures["off"])):
         print(f"{label}: B p99 {f['b_p99_ms']} ms, B success {f['b_success']:.2%}; "
               f"A throughput {f['a_throughput_rps']} req/s, A 429 share {f['a_429_share']:.1%} "
               f"(p99 {f['a_reject_p99_ms']} ms; generator send lag p99 "
               f"{f['a_send_lag_p99_ms']} ms); goodput {f['goodput_ratio']:.2f} x capacity")
+    print(f"goodput ceiling on this machine: {figures['goodput_ceiling_ratio']:.2f} x capacity "
+          "(closed-loop capacity while 300% of it is refused at the door)")
     print(json.dumps(figures))
 
 

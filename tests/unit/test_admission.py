@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -160,6 +161,23 @@ def test_admit_does_not_charge_a_request_for_rows_riding_in_its_own_batch() -> N
     deep = admit(request(budget_s=0.06, rows_ahead=40), batched, config, 0.0)
     assert deep.reason is RejectReason.SHED
     assert deep.predicted_finish_s == pytest.approx(0.062)
+
+
+def test_a_tenant_draining_at_part_of_the_rate_has_only_its_part_of_each_batch() -> None:
+    # 40 rows ahead, 32-row batches of 32 ms on one idle replica. At the full rate one batch
+    # goes first (finish 62 ms); at a quarter of it (others' arrivals fill the rest of each
+    # batch) the 40 rows take 5 batches of which this tenant has 8 rows each: 5 x 32 + 30 ms.
+    base = AdmissionSnapshot({}, 1000.0, 1, batch_service_s=0.03, replica_free_in_s=(0.0,),
+                             batch_rows=32, full_batch_s=0.032)
+    req = request(budget_s=1.0, rows_ahead=40)
+    full = admit(req, base, CONFIG, 0.0)
+    quarter = admit(req, replace(base, drain_rows_per_s=250.0), CONFIG, 0.0)
+    faster = admit(req, replace(base, drain_rows_per_s=5000.0), CONFIG, 0.0)  # capped at 1
+    assert full.predicted_finish_s == pytest.approx(0.062)
+    assert quarter.predicted_finish_s == pytest.approx(5 * 0.032 + 0.03)
+    assert faster.predicted_finish_s == full.predicted_finish_s
+    starved = admit(req, replace(base, drain_rows_per_s=0.0), CONFIG, 0.0)
+    assert starved.reason is RejectReason.SHED  # nothing of its rows drains: never on time
 
 
 def snapshot(

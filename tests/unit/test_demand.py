@@ -33,7 +33,7 @@ def test_a_light_tenant_is_within_its_share_and_the_flood_drains_at_what_is_left
 
 
 def test_two_floods_split_the_capacity_by_weight() -> None:
-    d = Demand()
+    d = Demand(tau_s=1.0)
     _asking(d, "a", 1000, weight=1.0)
     _asking(d, "b", 1000, weight=3.0)
     a = d.share(STD, "a", weight=1.0, capacity_rows_per_s=400, now=0.0)
@@ -43,7 +43,7 @@ def test_two_floods_split_the_capacity_by_weight() -> None:
 
 
 def test_a_higher_class_takes_what_it_asks_first_and_a_lower_one_takes_nothing() -> None:
-    d = Demand()
+    d = Demand(tau_s=1.0)
     _asking(d, "crit", 300, priority=CRIT)
     _asking(d, "low", 5000, priority=SHED)
     _asking(d, "std", 150)
@@ -56,7 +56,7 @@ def test_a_higher_class_takes_what_it_asks_first_and_a_lower_one_takes_nothing()
 
 
 def test_every_demand_fits_so_everyone_is_within_and_may_use_the_spare() -> None:
-    d = Demand()
+    d = Demand(tau_s=1.0)
     _asking(d, "a", 100)
     _asking(d, "b", 50)
     a = d.share(STD, "a", weight=1.0, capacity_rows_per_s=400, now=0.0)
@@ -77,7 +77,7 @@ def test_tolerance_keeps_a_tenant_near_its_share_within() -> None:
 
 
 def test_measured_service_overrides_a_low_capacity_estimate() -> None:
-    d = Demand()
+    d = Demand(tau_s=1.0)
     _asking(d, "a", 1000)
     _asking(d, "b", 1000)
     d.served(STD, "a", rows=300, now=0.0)
@@ -105,7 +105,7 @@ def test_bad_arguments_are_refused() -> None:
         Demand(tau_s=0.0)
     with pytest.raises(ValueError, match="tolerance"):
         Demand(tolerance=0.9)
-    d = Demand()
+    d = Demand(tau_s=1.0)
     with pytest.raises(ValueError, match="weight"):
         d.asked(STD, "a", weight=0.0, rows=1, now=0.0)
     with pytest.raises(ValueError, match="weight"):
@@ -120,7 +120,7 @@ def test_bad_arguments_are_refused() -> None:
 )
 def test_water_filling_shares_exactly_the_capacity_or_satisfies_everyone(
         demands: list[tuple[int, float]], capacity: float) -> None:
-    d = Demand(tolerance=1.0)
+    d = Demand(tau_s=1.0, tolerance=1.0)
     for i, (rows, weight) in enumerate(demands):
         d.asked(STD, f"t{i}", weight=weight, rows=rows, now=0.0)
     shares = [d.share(STD, f"t{i}", weight=w, capacity_rows_per_s=capacity, now=0.0)

@@ -104,7 +104,8 @@ def test_tenant_within_its_fair_share_gets_its_whole_objective() -> None:
     gate.admit(who, dep, 1, now=0.0)  # asking far less than the ~110 rows/s: admitted
     share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
     assert share is not None and share.within
-    dep.note_demand(Caller("t", Priority.STANDARD), 500, now=0.0)  # now t is the overload
+    dep.note_demand(Caller("t", Priority.STANDARD), round(500 * dep._demand.tau_s),
+                    now=0.0)  # now t asks 500 rows/s: the overload
     share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
     assert share is not None and not share.within
     with pytest.raises(TooManyRequests) as info:  # over its share: the margin holds
@@ -132,8 +133,9 @@ def test_the_tenant_over_its_share_drains_at_what_the_others_leave_it() -> None:
                         deadline=9.0, rows=rows, now=0.0)
 
     t, u = Caller("t", Priority.STANDARD), Caller("u", Priority.STANDARD)
-    dep.note_demand(u, 1000, now=0.0)  # u floods the ~230 rows/s the replica serves
-    dep.note_demand(t, 30, now=0.0)
+    tau = dep._demand.tau_s
+    dep.note_demand(u, round(1000 * tau), now=0.0)  # u floods the ~230 rows/s it serves
+    dep.note_demand(t, round(30 * tau), now=0.0)  # t asks 30 rows/s
     for _ in range(40):
         queued("u", 1)
     for _ in range(2):
@@ -174,7 +176,8 @@ def test_demand_counts_what_passes_the_tenants_own_quotas() -> None:
     assert dep._demand.asked_rows_per_s(Priority.STANDARD, "t", 0.0) == pytest.approx(
         4 / dep._demand.tau_s)
     share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
-    assert share is not None and share.within and share.demand_rows_per_s == pytest.approx(4)
+    assert share is not None and share.within
+    assert share.demand_rows_per_s == pytest.approx(4 / dep._demand.tau_s)
 
 
 def test_a_request_admitted_as_one_row_is_judged_again_at_its_real_size() -> None:

@@ -26,9 +26,10 @@ Checks, in order (nothing is consumed by a rejected request):
    fraction * (deadline - now)``, where the fraction is per class (sheddable 0.5, standard
    1.0, critical never), so lower classes are shed first and earlier. The finish time is
    predicted from the rows that will be served before it, batch by batch on the replicas
-   as they free (:func:`estimate_finish_batched`) while its batch is among the next one per
-   replica; otherwise (or when the snapshot has no per-replica view) as a fluid drain,
-   :func:`estimate_finish`, at the rate the tenant's rows can count on. With no
+   as they free (:func:`estimate_finish_batched`); a tenant whose rows drain at less than the
+   full rate (``drain_rows_per_s``: others' later arrivals go ahead of it) has only its part of
+   each batch. A fluid drain, :func:`estimate_finish`, when the snapshot has no per-replica
+   view. With no
    measured service rate (cold start) or no ready replica, nothing is shed: availability is
    the gateway's 503, not admission's business.
 """
@@ -376,13 +377,16 @@ def admit(
     assert rate is not None  # not cold
     cap = snapshot.batch_rows
     free_in = snapshot.replica_free_in_s
-    # Rows ahead fill whole batches; the request rides in the one holding the remainder.
-    before = (rows_ahead + min(max(1, request.rows), cap) - 1) // cap if cap else 0
-    if free_in is not None and cap and (before < len(free_in)
-                                        or snapshot.drain_rows_per_s is None):
-        # Batch by batch while its batch is among the next one per replica: later arrivals
-        # of other tenants cannot overtake it. Further back they can, and the fluid drain at
-        # the tenant's own rate (below) is the better guess.
+    if free_in is not None and cap:
+        # Rows ahead fill batches; the request rides in the one holding the remainder. A
+        # tenant draining at less than the full rate (others' later arrivals go ahead of
+        # it) has only its part of each batch: its rows ahead take that many more batches.
+        per_batch = float(cap)
+        if snapshot.drain_rows_per_s is not None:
+            full_rate = rate * max(1, snapshot.ready_replicas)
+            per_batch *= min(1.0, max(0.0, snapshot.drain_rows_per_s) / full_rate)
+        fill = rows_ahead + min(max(1, request.rows), cap) - 1
+        before = int(min(1e9, fill // per_batch)) if per_batch > 1e-9 else 10**9
         full_s = snapshot.full_batch_s if snapshot.full_batch_s is not None else cap / rate
         finish = estimate_finish_batched(
             now, free_in, before, full_s, snapshot.batch_service_s or 0.0,

@@ -83,7 +83,7 @@ class _Tenant:
 class Demand:
     """Per-tenant demand on one deployment; O(tenants) per :meth:`share`, O(1) otherwise."""
 
-    def __init__(self, tau_s: float = 1.0, tolerance: float = 1.25) -> None:
+    def __init__(self, tau_s: float = 0.5, tolerance: float = 1.25) -> None:
         if not tau_s > 0:
             raise ValueError(f"tau_s must be > 0, got {tau_s}")
         if not tolerance >= 1.0:

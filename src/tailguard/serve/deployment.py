@@ -100,17 +100,13 @@ class Deployment:
         return self._queue.rows
 
     def admission_snapshot(self, rows_ahead: int, rows: int, now: float, *,
-                           batched: bool = False, drain_rows_per_s: float | None = None
-                           ) -> AdmissionSnapshot:
+                           drain_rows_per_s: float | None = None) -> AdmissionSnapshot:
         """What admission needs for a request of ``rows`` rows with ``rows_ahead`` before it;
         its own batch holds at most the rows ahead plus its own (capped at the batch cap).
 
-        ``batched`` (for a caller within its fair share, whose rows are served at the head
-        whatever others send): the batch-by-batch view, replica by replica. Otherwise the
-        fluid one: in-flight rows drain at the full-batch rate, the rows ahead at
-        ``drain_rows_per_s`` (None: the full rate) — what the lighter tenants' future
-        arrivals, which go ahead of a backlogged caller's and which no queue snapshot shows,
-        leave it."""
+        The view is batch by batch, replica by replica. ``drain_rows_per_s`` (None: the full
+        rate) is what a caller over its fair share can count on: the lighter tenants' later
+        arrivals, which no queue snapshot shows, go ahead of its rows."""
         max_rows = self.batch_rows_cap()
         measured = self._service.measured
         return AdmissionSnapshot(
@@ -122,7 +118,7 @@ class Deployment:
             batch_service_s=(self._service.seconds(max(rows, min(max_rows, rows_ahead + rows)))
                              if measured else None),
             # no replica taking batches (all draining, say): the fluid view, which waits
-            replica_free_in_s=(self._replica_free_in_s(now) or None) if batched else None,
+            replica_free_in_s=self._replica_free_in_s(now) or None,
             batch_rows=max_rows,
             full_batch_s=self._service.seconds(max_rows) if measured else None,
             drain_rows_per_s=drain_rows_per_s,

@@ -154,8 +154,8 @@ class TenantGate:
         share = deployment.fair_share(caller, now)
         within = share is None or share.within
         snapshot = deployment.admission_snapshot(
-            ahead, rows, now, batched=within,
-            drain_rows_per_s=None if share is None else share.rows_per_s)
+            ahead, rows, now,
+            drain_rows_per_s=None if within or share is None else share.rows_per_s)
         config = self._config_within_share if within else self._config
         decision = admit(request, snapshot, config, now)
         if quotas:
