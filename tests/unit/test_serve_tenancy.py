@@ -200,3 +200,37 @@ def test_a_request_admitted_as_one_row_is_judged_again_at_its_real_size() -> Non
         (1 + 2 + 29) / dep._demand.tau_s)
     assert usage.report("t")[0]["shed"] == 1
     assert dep.fair_share(Caller("t", Priority.STANDARD), now=0.0) is not None
+
+
+def test_a_shed_holds_until_its_overshoot_has_passed() -> None:
+    import numpy as np
+
+    from tailguard.serve.slots import Caller, Pending, Slot, SlotState
+    from tailguard.serve.tenants import Priority
+
+    gate, dep, usage = _setup(p99_ms=100)
+    dep._slots.append(Slot(0, state=SlotState.READY))
+    for _ in range(20):
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (27 ms)
+    items = []
+    for _ in range(12):  # 12 rows of t ahead: 4 batches of 27 ms before a new one
+        item = Pending({"x": np.zeros((1, 1), np.float32)}, 1, (), None,  # type: ignore[arg-type]
+                       0.0, 9.0, Caller("t", Priority.STANDARD))
+        dep._queue.push(item, tenant="t", priority=Priority.STANDARD, weight=1.0,
+                        deadline=9.0, rows=1, now=0.0)
+        items.append(item)
+    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
+    with pytest.raises(TooManyRequests) as first:
+        gate.admit(who, dep, 1, now=0.0)
+    assert first.value.reason == "shed"
+    until, rows = gate._shed_until[("t", "m")]
+    # Predicted 4 x 27 ms, then its own batch (27 ms): 135 ms, 35 ms past its 100 ms.
+    assert until == pytest.approx(0.035) and rows == 1
+    for item in items:  # the queue empties at once (say every client went away) ...
+        dep._queue.remove(item)
+    with pytest.raises(TooManyRequests) as held:  # ... but within the overshoot: still shed
+        gate.admit(who, dep, 1, now=0.01)
+    assert held.value.reason == "shed"
+    assert held.value.retry_after_s == pytest.approx(gate._config.clamp_retry(until - 0.01))
+    gate.release(gate.admit(who, dep, 1, now=until))  # past it: judged afresh, admitted
+    assert usage.report("t")[0]["shed"] == 2

@@ -15,6 +15,7 @@ import hmac
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.admission import (
@@ -86,6 +87,9 @@ class TenantGate:
         )
         self._buckets: dict[str, TokenBucket | None] = {}
         self._inflight: dict[str, int] = defaultdict(int)
+        # (tenant, deployment) -> (until, rows): its last shed request's overshoot runs until
+        # then; a request of as many rows or more arriving before is shed the same way.
+        self._shed_until: dict[tuple[str, str], tuple[float, int]] = {}
 
     # ---------------------------------------------------------------- who and what
     def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
@@ -141,6 +145,14 @@ class TenantGate:
                 new_rows: int, now: float, *, quotas: bool) -> None:
         """Run admission for ``rows`` rows (``new_rows`` of them not yet counted in the
         tenant's demand), with or without the tenant's quotas; raise 429 when refused."""
+        if quotas and self._held_off(tenant, deployment, rows, now):
+            # The backlog that shed this tenant's last request cannot have drained yet (it
+            # drains no faster than real time, and other arrivals only add to it): shed this
+            # one too, without predicting again — under a flood, most requests end here.
+            deployment.note_demand(caller, new_rows, now)
+            until = self._shed_until[(tenant.id, deployment.name)][0]
+            self._refuse(tenant, deployment, RejectReason.SHED,
+                         self._config.clamp_retry(until - now))
         slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
         ahead = deployment.rows_ahead(caller, rows)
         request = RequestInfo.for_tenant(
@@ -166,11 +178,28 @@ class TenantGate:
             deployment.note_demand(caller, new_rows, now)
         if not decision.admitted:
             assert decision.reason is not None
-            self.usage.rejected(tenant.id, deployment.name, decision.reason.value)
-            raise TooManyRequests(
-                f"tenant {tenant.id!r}: {_REASONS[decision.reason.value]}",
-                retry_after_s=decision.retry_after_s, reason=decision.reason.value,
-            )
+            fraction = config.shed_fraction(tenant.priority)
+            if (decision.reason is RejectReason.SHED and decision.predicted_finish_s is not None
+                    and fraction is not None):
+                allowed_s = fraction * (request.deadline_s - now)
+                self._shed_until[(tenant.id, deployment.name)] = (
+                    decision.predicted_finish_s - allowed_s, rows)
+            self._refuse(tenant, deployment, decision.reason, decision.retry_after_s)
+
+    def _held_off(self, tenant: TenantSpec, deployment: Deployment, rows: int,
+                  now: float) -> bool:
+        held = self._shed_until.get((tenant.id, deployment.name))
+        if held is None or now >= held[0] or rows < held[1]:
+            return False
+        bucket = self._buckets.get(tenant.id)
+        # Out of tokens, it is over its rate limit first: the full check says so.
+        return bucket is None or bucket.level(now) >= 1.0
+
+    def _refuse(self, tenant: TenantSpec, deployment: Deployment, reason: RejectReason,
+                retry_after_s: float | None) -> NoReturn:
+        self.usage.rejected(tenant.id, deployment.name, reason.value)
+        raise TooManyRequests(f"tenant {tenant.id!r}: {_REASONS[reason.value]}",
+                              retry_after_s=retry_after_s, reason=reason.value)
 
     def release(self, caller: Caller) -> None:
         if caller is not OPEN_CALLER:
