@@ -220,12 +220,18 @@ def test_a_shed_holds_until_its_overshoot_has_passed() -> None:
                         deadline=9.0, rows=1, now=0.0)
         items.append(item)
     who = gate.authenticate([(b"authorization", b"Bearer t-key")])
-    with pytest.raises(TooManyRequests) as first:
+    with pytest.raises(TooManyRequests) as first:  # t asks little: within its share
         gate.admit(who, dep, 1, now=0.0)
     assert first.value.reason == "shed"
+    assert ("t", "m") not in gate._shed_until  # a light tenant's shed does not hold
+    # t asks 500 rows/s of a deployment serving ~110: the overload. Predicted 4 x 27 ms,
+    # then its own batch (27 ms): 135 ms, 70 ms past 65% of its 100 ms.
+    dep.note_demand(Caller("t", Priority.STANDARD), round(500 * dep._demand.tau_s), now=0.0)
+    with pytest.raises(TooManyRequests) as over:
+        gate.admit(who, dep, 1, now=0.0)
+    assert over.value.reason == "shed"
     until, rows = gate._shed_until[("t", "m")]
-    # Predicted 4 x 27 ms, then its own batch (27 ms): 135 ms, 35 ms past its 100 ms.
-    assert until == pytest.approx(0.035) and rows == 1
+    assert until == pytest.approx(0.135 - 0.065) and rows == 1
     for item in items:  # the queue empties at once (say every client went away) ...
         dep._queue.remove(item)
     with pytest.raises(TooManyRequests) as held:  # ... but within the overshoot: still shed
@@ -233,4 +239,4 @@ def test_a_shed_holds_until_its_overshoot_has_passed() -> None:
     assert held.value.reason == "shed"
     assert held.value.retry_after_s == pytest.approx(gate._config.clamp_retry(until - 0.01))
     gate.release(gate.admit(who, dep, 1, now=until))  # past it: judged afresh, admitted
-    assert usage.report("t")[0]["shed"] == 2
+    assert usage.report("t")[0]["shed"] == 3

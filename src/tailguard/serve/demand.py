@@ -1,14 +1,15 @@
 """Who is overloading a deployment: each tenant's recent demand against its max-min fair share.
 
-Every request that reaches admission adds its rows to its tenant's demand — admitted or not,
-since a tenant that is turned away is still asking — as an exponentially weighted rate
-(rows per second, time constant ``tau_s``). Capacity is shared max-min fairly (water-filling):
-higher classes take what they ask for first; within a class, a tenant asking less than its
-weighted share of what is left gets all it asks for, and the rest is split again by weight
-among the others. A tenant whose demand fits its allocation is *within its share*: it is not
-the cause of an overload, whatever its queue looks like at this instant. A tenant over its
-share has its backlog drained at its allocation, not at the deployment's full rate — the
-lighter tenants' future arrivals go ahead of it in the fair queue.
+Every request that passes its tenant's own quotas (rate limit, concurrency cap) adds its rows
+to the tenant's demand — admitted or shed, since a tenant turned away for load is still asking
+— as an exponentially weighted rate (rows per second, time constant ``tau_s``). Capacity is
+shared max-min fairly (water-filling): higher classes take what they ask for first; within a
+class, a tenant asking less than its weighted share of what is left gets all it asks for, and
+the rest is split again by weight among the others. A tenant whose demand fits its allocation
+is *within its share*: it is not the cause of an overload, whatever its queue looks like at
+this instant. A tenant over its share has its backlog drained at its allocation, not at the
+deployment's full rate — the lighter tenants' future arrivals go ahead of it in the fair
+queue.
 
 The capacity is the service model's estimate of full batches on every replica, or what the
 replicas are measured to serve (every tenant's served rows per second), whichever is larger:

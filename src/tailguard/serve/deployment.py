@@ -163,7 +163,7 @@ class Deployment:
         return max(1, min(cap, fit))
 
     def note_demand(self, caller: Caller, rows: int, now: float) -> None:
-        """Count a request's rows in its tenant's demand (admitted or not)."""
+        """Count a request's rows in its tenant's demand (admitted or shed)."""
         self._demand.asked(caller.priority, caller.tenant, weight=caller.weight, rows=rows,
                            now=now)
 

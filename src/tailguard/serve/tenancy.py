@@ -87,8 +87,9 @@ class TenantGate:
         )
         self._buckets: dict[str, TokenBucket | None] = {}
         self._inflight: dict[str, int] = defaultdict(int)
-        # (tenant, deployment) -> (until, rows): its last shed request's overshoot runs until
-        # then; a request of as many rows or more arriving before is shed the same way.
+        # (tenant, deployment) -> (until, rows) for a tenant over its fair share: its last
+        # shed request's overshoot runs until then; a request of as many rows or more
+        # arriving before is shed the same way.
         self._shed_until: dict[tuple[str, str], tuple[float, int]] = {}
 
     # ---------------------------------------------------------------- who and what
@@ -179,8 +180,10 @@ class TenantGate:
         if not decision.admitted:
             assert decision.reason is not None
             fraction = config.shed_fraction(tenant.priority)
-            if (decision.reason is RejectReason.SHED and decision.predicted_finish_s is not None
-                    and fraction is not None):
+            if (decision.reason is RejectReason.SHED and not within
+                    and decision.predicted_finish_s is not None and fraction is not None):
+                # Only the overload holds: a tenant within its share is shed rarely, on a
+                # burst, and its next request may well fit.
                 allowed_s = fraction * (request.deadline_s - now)
                 self._shed_until[(tenant.id, deployment.name)] = (
                     decision.predicted_finish_s - allowed_s, rows)
