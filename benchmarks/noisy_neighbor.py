@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 from _harness import PY, Server, free_port, load
-from serve_minilm import sentences
+from serve_minilm import sentences, write_payloads
 
 KEY_A, KEY_B = "tenant-a-key-000000000001", "tenant-b-key-000000000002"
 KEY_DOOR = "tenant-door-key-0000000004"  # rate-limited to 1/s: every request refused
@@ -145,10 +145,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     args = parser.parse_args()
-    payloads = Path(tempfile.mkdtemp()) / "minilm.jsonl"
-    payloads.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
-                                                        "shape": [1], "data": [t]}]}) + "\n"
-                                for t in sentences(256)))
+    payloads = write_payloads(sentences(256))
     capacity, on = run(args.replicas, args.threads, True, args.step, payloads, None)
     _, off = run(args.replicas, args.threads, False, args.step, payloads, capacity)
     figures = summarize(capacity, on, args.step)

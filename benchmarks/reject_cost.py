@@ -21,11 +21,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from _harness import PY, Server, free_port
 from noisy_neighbor import ADMIN, KEY_DOOR, _config
-from serve_minilm import sentences
+from serve_minilm import sentences, write_payloads
 
 
 def _cpu_s(pid: int) -> float:
@@ -40,7 +41,7 @@ def _load(url: str, payloads: Path, key: str, *mode: str) -> subprocess.Popen[st
 
 
 def _measure(server_pid: int, proc: subprocess.Popen[str], settle_s: float,
-             seconds: float) -> tuple[float, float, dict[str, object]]:
+             seconds: float) -> tuple[float, float, dict[str, Any]]:
     """(gateway CPU s, generator CPU s) over ``seconds`` after ``settle_s``, and the result."""
     time.sleep(settle_s)  # the generator's start-up and the first connections
     g0, l0 = _cpu_s(server_pid), _cpu_s(proc.pid)
@@ -57,10 +58,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="flood, requests/s")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window")
     args = parser.parse_args()
-    payloads = Path(tempfile.mkdtemp()) / "minilm.jsonl"
-    payloads.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
-                                                        "shape": [1], "data": [t]}]}) + "\n"
-                                for t in sentences(256)))
+    payloads = write_payloads(sentences(256))
     port = free_port()
     cfg = Path(tempfile.mkdtemp()) / "serve.yaml"
     cfg.write_text(yaml.safe_dump({"port": port, **_config(1, 1, True)}))
@@ -73,16 +71,15 @@ def main() -> None:
         flood = _load(srv.url, payloads, KEY_DOOR, "--rate", f"{args.rate:.0f}",
                       "--duration", f"{total:.0f}")
         gw_rej, gen_rej, rej = _measure(pid, flood, settle, args.seconds)
-    ok_n = float(ok["ok_rps"]) * args.seconds  # type: ignore[arg-type]
+    ok_n = float(ok["ok_rps"]) * args.seconds
     rej_n = args.rate * args.seconds
-    errors = rej["errors"]
-    refused = errors.get("http_429", 0) if isinstance(errors, dict) else 0
-    figures = {
+    refused = rej["errors"].get("http_429", 0)
+    figures: dict[str, Any] = {
         "gateway_us_per_reject": round(gw_rej / rej_n * 1e6, 1),
         "generator_us_per_reject": round(gen_rej / rej_n * 1e6, 1),
         "gateway_us_per_served": round(gw_ok / ok_n * 1e6, 1) if ok_n else None,
-        "refused_share": round(refused / max(1, int(rej["requests"])), 4),  # type: ignore[call-overload]
-        "reject_p99_ms": rej.get("status_latency_ms", {}).get("429", {}).get("p99"),  # type: ignore[union-attr]
+        "refused_share": round(refused / max(1, int(rej["requests"])), 4),
+        "reject_p99_ms": rej.get("status_latency_ms", {}).get("429", {}).get("p99"),
         "flood_rps": args.rate,
     }
     served_us = figures["gateway_us_per_served"]

@@ -37,6 +37,15 @@ def sentences(n: int, seed: int = 0) -> list[str]:
             for _ in range(n)]
 
 
+def write_payloads(texts: list[str]) -> Path:
+    """A ``tailguard load --payloads`` file: one V2 request per text (one row each)."""
+    path = Path(tempfile.mkdtemp()) / "minilm.jsonl"
+    path.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
+                                                    "shape": [1], "data": [t]}]}) + "\n"
+                            for t in texts))
+    return path
+
+
 def in_process_best(texts: list[str], threads: int, seconds: float) -> tuple[float, int, dict]:
     from tailguard.models.minilm import MiniLM
 
@@ -63,10 +72,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     texts = sentences(256)
-    payloads = Path(tempfile.mkdtemp()) / "minilm.jsonl"
-    payloads.write_text("".join(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES",
-                                                        "shape": [1], "data": [t]}]}) + "\n"
-                                for t in texts))
+    payloads = write_payloads(texts)
     base_rps, best_batch, best_threads = 0.0, 1, 1
     for threads in sorted({1, os.cpu_count() or 1}):
         rps, batch, table = in_process_best(texts, threads, seconds=3.0)

@@ -109,16 +109,17 @@ class Deployment:
         arrivals, which no queue snapshot shows, go ahead of its rows."""
         max_rows = self.batch_rows_cap()
         measured = self._service.measured
+        free_in, inflight_rows = self._busy_view(now)
         return AdmissionSnapshot(
             rows_ahead_by_class=self._queue.rows_ahead_by_class(),
             service_rate_rows_per_s=self._service.rows_per_s(max_rows),
             ready_replicas=self.ready_replicas,
-            inflight_rows=self._inflight_rows_left(now),
+            inflight_rows=inflight_rows,
             # a request bigger than the cap runs as a batch of its own, whole
             batch_service_s=(self._service.seconds(max(rows, min(max_rows, rows_ahead + rows)))
                              if measured else None),
             # no replica taking batches (all draining, say): the fluid view, which waits
-            replica_free_in_s=self._replica_free_in_s(now) or None,
+            replica_free_in_s=free_in or None,
             batch_rows=max_rows,
             full_batch_s=self._service.seconds(max_rows) if measured else None,
             drain_rows_per_s=drain_rows_per_s,
@@ -133,18 +134,22 @@ class Deployment:
         left_s = max(0.0, expected - (now - slot.busy_since))
         return left_s, (left_s / expected if expected > 0 else 0.0)
 
-    def _replica_free_in_s(self, now: float) -> tuple[float, ...]:
-        """Per ready replica, the seconds until it takes its next batch (0 when idle)."""
-        return tuple(self._batch_left(slot, now)[0] for slot in self._slots
-                     if slot.state is SlotState.READY and not slot.draining)
-
-    def _inflight_rows_left(self, now: float) -> int:
-        """Rows the busy replicas still have to work through: a batch halfway through counts
-        half its rows."""
+    def _busy_view(self, now: float) -> tuple[tuple[float, ...], int]:
+        """One pass over the slots: per ready replica, the seconds until it takes its next
+        batch (0 when idle); and the rows the busy replicas still have to work through (a
+        batch halfway through counts half its rows)."""
         if not self._service.measured:
-            return self._inflight_rows
-        return math.ceil(sum(slot.batch_rows * self._batch_left(slot, now)[1]
-                             for slot in self._slots))
+            free = tuple(0.0 for slot in self._slots
+                         if slot.state is SlotState.READY and not slot.draining)
+            return free, self._inflight_rows
+        free_in: list[float] = []
+        rows_left = 0.0
+        for slot in self._slots:
+            left_s, share = self._batch_left(slot, now)
+            rows_left += slot.batch_rows * share
+            if slot.state is SlotState.READY and not slot.draining:
+                free_in.append(left_s)
+        return tuple(free_in), math.ceil(rows_left)
 
     def batch_rows_cap(self) -> int:
         """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more

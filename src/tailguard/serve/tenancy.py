@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NoReturn
 
 from tailguard.observe.usage import UsageMeter
@@ -146,24 +146,23 @@ class TenantGate:
                 new_rows: int, now: float, *, quotas: bool) -> None:
         """Run admission for ``rows`` rows (``new_rows`` of them not yet counted in the
         tenant's demand), with or without the tenant's quotas; raise 429 when refused."""
-        if quotas and self._held_off(tenant, deployment, rows, now):
+        until = self._held_until(tenant, deployment, rows, now) if quotas else None
+        if until is not None:
             # The backlog that shed this tenant's last request cannot have drained yet (it
             # drains no faster than real time, and other arrivals only add to it): shed this
             # one too, without predicting again — under a flood, most requests end here.
             deployment.note_demand(caller, new_rows, now)
-            until = self._shed_until[(tenant.id, deployment.name)][0]
             self._refuse(tenant, deployment, RejectReason.SHED,
                          self._config.clamp_retry(until - now))
         slo_ms = tenant.p99_ms or deployment.spec.p99_ms or deployment.spec.timeout_ms
         ahead = deployment.rows_ahead(caller, rows)
+        # Without quotas: no bucket, and nothing in flight, so no concurrency cap binds.
         request = RequestInfo.for_tenant(
             tenant, deadline_s=now + slo_ms / 1000.0,
             tenant_inflight=self._inflight[tenant.id] if quotas else 0,
             bucket=self._buckets[tenant.id] if quotas else None,
             rows_ahead=ahead, rows=rows,
         )
-        if not quotas:
-            request = replace(request, max_concurrency=None)
         share = deployment.fair_share(caller, now)
         within = share is None or share.within
         snapshot = deployment.admission_snapshot(
@@ -189,14 +188,15 @@ class TenantGate:
                     decision.predicted_finish_s - allowed_s, rows)
             self._refuse(tenant, deployment, decision.reason, decision.retry_after_s)
 
-    def _held_off(self, tenant: TenantSpec, deployment: Deployment, rows: int,
-                  now: float) -> bool:
+    def _held_until(self, tenant: TenantSpec, deployment: Deployment, rows: int,
+                    now: float) -> float | None:
+        """When the hold-off on this request ends, or None when it is not held."""
         held = self._shed_until.get((tenant.id, deployment.name))
         if held is None or now >= held[0] or rows < held[1]:
-            return False
+            return None
         bucket = self._buckets.get(tenant.id)
         # Out of tokens, it is over its rate limit first: the full check says so.
-        return bucket is None or bucket.level(now) >= 1.0
+        return held[0] if bucket is None or bucket.level(now) >= 1.0 else None
 
     def _refuse(self, tenant: TenantSpec, deployment: Deployment, reason: RejectReason,
                 retry_after_s: float | None) -> NoReturn:
