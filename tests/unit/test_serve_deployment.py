@@ -218,7 +218,7 @@ def test_batch_rows_capped_to_half_the_objective() -> None:
     default = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100)
     default._service.observe(1, 0.012)
     default._service.observe(64, 0.138)
-    assert default.batch_rows_cap() == 15  # 10 + 2 x 15 = 40 ms <= 40% of 100 ms
+    assert default.batch_rows_cap() == 12  # 10 + 2 x 12 = 34 ms <= 35% of 100 ms
     free = _deployment(FakeBackend(), max_batch_size=64)  # no objective: no cap
     free._service.observe(64, 1.0)
     assert free.batch_rows_cap() == 64

@@ -90,7 +90,7 @@ def test_tenant_within_its_fair_share_gets_its_whole_objective() -> None:
     gate, dep, _ = _setup(p99_ms=100)
     dep._slots.append(Slot(0, state=SlotState.READY))  # one replica ready (not started here)
     for _ in range(20):
-        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 4 rows (36 ms)
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (27 ms)
     who = gate.authenticate([(b"authorization", b"Bearer t-key")])
 
     def queued(tenant: str, priority: Priority, rows: int) -> None:
@@ -100,8 +100,8 @@ def test_tenant_within_its_fair_share_gets_its_whole_objective() -> None:
                         rows=rows, now=0.0)
 
     queued("u", Priority.CRITICAL, 6)  # served first: 6 rows ahead of anything standard
-    # Predicted 72 ms (a full 4-row batch, 36 ms, then its own, 36 ms): within its 100 ms,
-    # past the 65% margin of a tenant over its share.
+    # Predicted 81 ms (two full 3-row batches, 54 ms, then its own, 27 ms): within its
+    # 100 ms, past the 65% margin of a tenant over its share.
     gate.admit(who, dep, 1, now=0.0)  # asking far less than the ~110 rows/s: admitted
     share = dep.fair_share(Caller("t", Priority.STANDARD), now=0.0)
     assert share is not None and share.within
@@ -125,7 +125,7 @@ def test_the_tenant_over_its_share_drains_at_what_the_others_leave_it() -> None:
     dep._slots.append(Slot(0, state=SlotState.READY, busy=True, busy_since=-0.012,
                            batch_rows=8))
     for _ in range(20):
-        dep._service.observe(10, 0.04)  # 4 ms a row; batches capped at 10 rows (40 ms)
+        dep._service.observe(10, 0.04)  # 4 ms a row; batches capped at 8 rows (32 ms)
 
     def queued(tenant: str, rows: int) -> None:
         item = Pending({"x": np.zeros((rows, 1), np.float32)}, rows, (), None,  # type: ignore[arg-type]
@@ -155,8 +155,8 @@ def test_the_tenant_over_its_share_drains_at_what_the_others_leave_it() -> None:
         gate.admit(gate.authenticate([(b"authorization", b"Bearer u-key")]), dep, 1, now=0.0)
     assert info.value.reason == "shed"
     # Both estimates are past its budget, so check the drain rate itself moves u's
-    # prediction: only its part of each batch (220 of 250 rows/s: 8.8 of 10 rows) counts for
-    # it, so 45 rows ahead take 5 batches before its own, not 4.
+    # prediction: only its part of each batch (220 of 250 rows/s: 7 of 8 rows) counts for
+    # it, so 45 rows ahead take 6 batches of 32 ms before its own, not 5.
     from tailguard.serve.admission import AdmissionConfig, RequestInfo, admit
 
     request = RequestInfo(Priority.STANDARD, deadline_s=1.0, rows_ahead=45)
@@ -165,7 +165,7 @@ def test_the_tenant_over_its_share_drains_at_what_the_others_leave_it() -> None:
                                                     drain_rows_per_s=share_u.rows_per_s),
                     AdmissionConfig(), 0.0)
     assert full.predicted_finish_s is not None and drained.predicted_finish_s is not None
-    assert drained.predicted_finish_s == pytest.approx(full.predicted_finish_s + 0.04)
+    assert drained.predicted_finish_s == pytest.approx(full.predicted_finish_s + 0.032)
 
 
 def test_demand_counts_what_passes_the_tenants_own_quotas() -> None:
@@ -196,7 +196,7 @@ def test_a_request_admitted_as_one_row_is_judged_again_at_its_real_size() -> Non
     gate, dep, usage = _setup(p99_ms=100)
     dep._slots.append(Slot(0, state=SlotState.READY))
     for _ in range(20):
-        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 4 rows (36 ms)
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (27 ms)
     who = gate.authenticate([(b"authorization", b"Bearer t-key")])
     caller = gate.admit(who, dep, 1, now=0.0)  # before its body is read: one row, 9 ms
     gate.resize(who, dep, 1, 1, now=0.0)  # it was one row: nothing to judge again
@@ -220,9 +220,9 @@ def test_a_shed_holds_until_its_overshoot_has_passed() -> None:
     gate, dep, usage = _setup(p99_ms=100)
     dep._slots.append(Slot(0, state=SlotState.READY))
     for _ in range(20):
-        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 4 rows (36 ms)
+        dep._service.observe(10, 0.09)  # 9 ms a row; batches capped at 3 rows (27 ms)
     items = []
-    for _ in range(12):  # 12 rows of t ahead: 3 batches of 36 ms before a new one
+    for _ in range(12):  # 12 rows of t ahead: 4 batches of 27 ms before a new one
         item = Pending({"x": np.zeros((1, 1), np.float32)}, 1, (), None,  # type: ignore[arg-type]
                        0.0, 9.0, Caller("t", Priority.STANDARD))
         dep._queue.push(item, tenant="t", priority=Priority.STANDARD, weight=1.0,
@@ -233,14 +233,14 @@ def test_a_shed_holds_until_its_overshoot_has_passed() -> None:
         gate.admit(who, dep, 1, now=0.0)
     assert first.value.reason == "shed"
     assert ("t", "m") not in gate._shed_until  # a light tenant's shed does not hold
-    # t asks 500 rows/s of a deployment serving ~110: the overload. Predicted 3 x 36 ms,
-    # then its own batch (36 ms): 144 ms, 79 ms past 65% of its 100 ms.
+    # t asks 500 rows/s of a deployment serving ~110: the overload. Predicted 4 x 27 ms,
+    # then its own batch (27 ms): 135 ms, 70 ms past 65% of its 100 ms.
     dep.note_demand(Caller("t", Priority.STANDARD), round(500 * dep._demand.tau_s), now=0.0)
     with pytest.raises(TooManyRequests) as over:
         gate.admit(who, dep, 1, now=0.0)
     assert over.value.reason == "shed"
     until, rows = gate._shed_until[("t", "m")]
-    assert until == pytest.approx(0.144 - 0.065) and rows == 1
+    assert until == pytest.approx(0.135 - 0.065) and rows == 1
     for item in items:  # the queue empties at once (say every client went away) ...
         dep._queue.remove(item)
     with pytest.raises(TooManyRequests) as held:  # ... but within the overshoot: still shed

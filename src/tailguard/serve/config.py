@@ -48,7 +48,7 @@ class DeploymentSpec(BaseModel):
     timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
     p99_ms: float | None = Field(None, gt=0, description="latency objective (SLO)")
     batch_slo_fraction: float = Field(
-        0.4, gt=0, le=1, description="with p99_ms: one batch runs in at most this share of it")
+        0.35, gt=0, le=1, description="with p99_ms: one batch runs in at most this share of it")
     max_queue_rows: int = Field(100_000, ge=1, description="queued rows before 503")
     startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
     env: dict[str, str] = Field(default_factory=dict, description="replica environment")
