@@ -21,10 +21,10 @@ gateway and both load generators run on the same machine and need a core between
 replica on every core each 429 the gateway writes, and every request A's generator sends, is
 CPU taken from a replica — on this 2-vCPU box the ceiling above then fell to 0.59-0.92 and
 goodput with it (0.70-0.97), and replicas at niceness 0 instead of 19 measured no better
-(0.77 and 0.86 against 0.81 and 0.75, interleaved). With one core left over, the ceiling was
-0.79-1.03 and goodput 0.85-1.00 (medians 0.93 and 0.95). In production the
-clients are elsewhere and the gateway is sized apart from the replicas; ``--replicas N``
-runs any other layout.
+(0.77 and 0.86 against 0.81 and 0.75, interleaved). With one core left over (9 runs), the
+ceiling was 0.79-1.03 and goodput 0.86-1.07 (medians 0.93 and 0.94; below 0.9 only where the
+ceiling was too: 0.79 and 0.87). In production the clients are elsewhere and the gateway is
+sized apart from the replicas; ``--replicas N`` runs any other layout.
 
     python benchmarks/noisy_neighbor.py [--step 8] [--replicas N] [--threads 1]
 """
