@@ -86,3 +86,17 @@ def load(url: str, model: str, *args: str, protocol: str = "v2") -> dict[str, An
         check=True, capture_output=True, text=True,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def start_load(url: str, model: str, *args: str) -> subprocess.Popen[str]:
+    """Start `tailguard load ... --json` in its own process, in the background (several run
+    at once, or beside a measurement); :func:`load_result` waits for its JSON result. Exit
+    status 1 (some requests failed, the point of an overload) is a result like any other."""
+    return subprocess.Popen([PY, "-m", "tailguard", "load", url, "--model", model, "--json",
+                             *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def load_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate()
+    return dict(json.loads(out.strip().splitlines()[-1]))

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _harness import PY, Server, free_port, load
+from _harness import PY, Server, free_port, load, load_result, start_load
 from serve_minilm import sentences, write_payloads
 
 KEY_A, KEY_B = "tenant-a-key-000000000001", "tenant-b-key-000000000002"
@@ -71,16 +71,9 @@ def _config(replicas: int, threads: int, admission: bool) -> dict[str, Any]:
 
 def _load_proc(url: str, key: str, rate: float, duration: float, payloads: Path,
                seed: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [PY, "-m", "tailguard", "load", url, "--model", "minilm", "--rate", f"{rate:.1f}",
-         "--duration", f"{duration:.1f}", "--payloads", str(payloads), "--api-key", key,
-         "--slo-ms", str(SLO_MS), "--seed", str(seed), "--timeout", "12", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-
-def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, _ = proc.communicate()
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return start_load(url, "minilm", "--rate", f"{rate:.1f}", "--duration", f"{duration:.1f}",
+                      "--payloads", str(payloads), "--api-key", key, "--slo-ms", str(SLO_MS),
+                      "--seed", str(seed), "--timeout", "12")
 
 
 def run(replicas: int, threads: int, admission: bool, step_s: float, payloads: Path,
@@ -98,9 +91,9 @@ def run(replicas: int, threads: int, admission: bool, step_s: float, payloads: P
         b = _load_proc(srv.url, KEY_B, 0.3 * capacity, step_s * len(STEPS), payloads, 2)
         a_steps = []
         for i, share in enumerate(STEPS):
-            a_steps.append(_result(_load_proc(srv.url, KEY_A, share * capacity, step_s,
+            a_steps.append(load_result(_load_proc(srv.url, KEY_A, share * capacity, step_s,
                                               payloads, 10 + i)))
-        b_res = _result(b)
+        b_res = load_result(b)
         ceiling = None
         if measured:
             # The machine is shared and its speed drifts: measure again after the overload
@@ -114,7 +107,7 @@ def run(replicas: int, threads: int, admission: bool, step_s: float, payloads: P
             door = _load_proc(srv.url, KEY_DOOR, STEPS[-1] * capacity, 10.0, payloads, 99)
             time.sleep(2.0)
             ceiling = _saturate(srv.url, payloads, 6.0) / capacity
-            _result(door)
+            load_result(door)
     return capacity, {"b": b_res, "a_steps": a_steps, "ceiling": ceiling}
 
 

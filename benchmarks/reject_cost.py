@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _harness import PY, Server, free_port
+from _harness import PY, Server, free_port, load_result, start_load
 from noisy_neighbor import ADMIN, KEY_DOOR, _config
 from serve_minilm import sentences, write_payloads
 
@@ -35,9 +35,7 @@ def _cpu_s(pid: int) -> float:
 
 
 def _load(url: str, payloads: Path, key: str, *mode: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([PY, "-m", "tailguard", "load", url, "--model", "minilm", *mode,
-                             "--payloads", str(payloads), "--api-key", key, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return start_load(url, "minilm", *mode, "--payloads", str(payloads), "--api-key", key)
 
 
 def _measure(server_pid: int, proc: subprocess.Popen[str], settle_s: float,
@@ -47,8 +45,7 @@ def _measure(server_pid: int, proc: subprocess.Popen[str], settle_s: float,
     g0, l0 = _cpu_s(server_pid), _cpu_s(proc.pid)
     time.sleep(seconds)
     g1, l1 = _cpu_s(server_pid), _cpu_s(proc.pid)
-    out, _ = proc.communicate()
-    return g1 - g0, l1 - l0, json.loads(out.strip().splitlines()[-1])
+    return g1 - g0, l1 - l0, load_result(proc)
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ The names below load on first use (PEP 562): ``tailguard load`` needs only
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tailguard.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from tailguard.autoscale.controller import AutoscaleController
@@ -23,17 +24,17 @@ if TYPE_CHECKING:
     )
     from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
 
-_HOMES = {
-    "AutoscaleController": "controller",
-    "LiveRecorder": "live",
-    "POLICY_NAMES": "policies",
-    "Autoscaler": "policies",
-    "AutoscalerState": "policies",
-    "BoundsConfig": "policies",
-    "make_autoscaler": "policies",
-    "MetricsSnapshot": "snapshot",
-    "ServiceProfile": "snapshot",
-}
+__getattr__ = lazy_getattr(__name__, {
+    "AutoscaleController": ".controller",
+    "LiveRecorder": ".live",
+    "POLICY_NAMES": ".policies",
+    "Autoscaler": ".policies",
+    "AutoscalerState": ".policies",
+    "BoundsConfig": ".policies",
+    "make_autoscaler": ".policies",
+    "MetricsSnapshot": ".snapshot",
+    "ServiceProfile": ".snapshot",
+})
 
 __all__ = [
     "POLICY_NAMES",
@@ -47,11 +48,3 @@ __all__ = [
     "make_autoscaler",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value

@@ -15,20 +15,14 @@ from tailguard.data.ingest import IngestResult, TooManyBadRows, ingest
 from tailguard.data.order import SHUFFLE_WINDOW_SHARDS, EpochOrder, Partition
 from tailguard.data.schema import DataError, Schema, SchemaError, load_schema_option, parse_schema
 from tailguard.data.sources import BadRow, IngestError
+from tailguard.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from tailguard.data.dataset import StreamingDataset
 
-
-def __getattr__(name: str) -> object:
-    # StreamingDataset is a torch IterableDataset: importing torch costs over a second, which
-    # ``tailguard data show`` and the CLI's start-up should not pay.
-    if name == "StreamingDataset":
-        from tailguard.data.dataset import StreamingDataset
-
-        return StreamingDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# StreamingDataset is a torch IterableDataset: importing torch costs over a second, which
+# ``tailguard data show`` and the CLI's start-up should not pay.
+__getattr__ = lazy_getattr(__name__, {"StreamingDataset": ".dataset"})
 
 __all__ = [
     "INDEX_NAME",

@@ -138,18 +138,16 @@ class Deployment:
         """One pass over the slots: per ready replica, the seconds until it takes its next
         batch (0 when idle); and the rows the busy replicas still have to work through (a
         batch halfway through counts half its rows)."""
-        if not self._service.measured:
-            free = tuple(0.0 for slot in self._slots
-                         if slot.state is SlotState.READY and not slot.draining)
-            return free, self._inflight_rows
         free_in: list[float] = []
         rows_left = 0.0
         for slot in self._slots:
-            left_s, share = self._batch_left(slot, now)
+            left_s, share = self._batch_left(slot, now)  # (0, 0) while unmeasured
             rows_left += slot.batch_rows * share
             if slot.state is SlotState.READY and not slot.draining:
                 free_in.append(left_s)
-        return tuple(free_in), math.ceil(rows_left)
+        # Unmeasured, nothing says how far a batch has got: count it whole.
+        inflight = math.ceil(rows_left) if self._service.measured else self._inflight_rows
+        return tuple(free_in), inflight
 
     def batch_rows_cap(self) -> int:
         """Rows per batch, at most: ``max_batch_size``, and with a ``p99_ms`` objective no more
