@@ -29,7 +29,7 @@ from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
 from tailguard.serve.deployment import Deployment
-from tailguard.serve.errors import BadRequest, ModelFailed, NotFound, ServeError
+from tailguard.serve.errors import BadRequest, Forbidden, ModelFailed, NotFound, ServeError
 from tailguard.serve.fairqueue import FairQueueConfig
 from tailguard.serve.http import read_body, respond
 from tailguard.serve.loader import instantiate, signature
@@ -90,7 +90,10 @@ class Gateway:
                 Route("/v1/deployments/{model}/restart", self._restart, methods=["POST"]),
                 Route("/metrics", self._metrics),
             ],
-            exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
+            # Exception goes to Starlette's ServerErrorMiddleware, which answers with it and
+            # then re-raises, so the server logs the bug as well.
+            exception_handlers={ServeError: self._route_error, HTTPException: self._http_error,
+                                Exception: self._route_error},
             lifespan=self._lifespan,
         )
 
@@ -250,13 +253,20 @@ class Gateway:
         await respond(send, 200, payload)
 
     # ------------------------------------------------------------------ other routes
-    async def _http_error(self, _request: Request, exc: HTTPException) -> Response:
+    async def _http_error(self, _request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # registered for HTTPException only
         return _json({"error": exc.detail}, exc.status_code)
 
+    async def _route_error(self, request: Request, exc: Exception) -> Response:
+        """The routes' one error answer, the hot routes' own: a ServeError's status, its
+        ``{"error": message}`` and retry headers; any other exception a logged 500."""
+        error = _as_serve_error(exc, request.url.path)
+        response = _json({"error": error.message}, error.status)
+        response.raw_headers.extend(self._error_headers(error))
+        return response
+
     async def _server_metadata(self, request: Request) -> Response:
-        principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
+        self._principal(request)
         return _json({"name": "tailguard", "version": __version__, "extensions": []})
 
     async def _live(self, _request: Request) -> Response:
@@ -266,47 +276,33 @@ class Gateway:
         ready = all(d.is_ready for d in self.deployments.values())
         return _json({"ready": ready}, 200 if ready else 503)
 
-    def _principal(self, request: Request) -> Principal | Response:
-        try:
-            return self.gate.authenticate(request.headers.raw)
-        except ServeError as exc:
-            return _json({"error": exc.message}, exc.status)
+    def _principal(self, request: Request) -> Principal:
+        """The caller, or :class:`Unauthorized` (answered by :meth:`_route_error`)."""
+        return self.gate.authenticate(request.headers.raw)
 
-    def _lookup(self, request: Request) -> Deployment | Response:
-        principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
-        try:
-            return self._deployment(request.path_params["model"],
-                                    request.path_params.get("version"), principal)
-        except ServeError as exc:
-            return _json({"error": exc.message}, exc.status)
+    def _lookup(self, request: Request) -> Deployment:
+        """The route's deployment for its caller, or the gate's or :meth:`_deployment`'s
+        error (401, 403, 404)."""
+        return self._deployment(request.path_params["model"],
+                                request.path_params.get("version"), self._principal(request))
 
     async def _model_metadata(self, request: Request) -> Response:
         found = self._lookup(request)
-        if isinstance(found, Response):
-            return found
         return _json(v2.model_metadata(found.name, found.spec.version, found.signature))
 
     async def _model_ready(self, request: Request) -> Response:
         found = self._lookup(request)
-        if isinstance(found, Response):
-            return found
         ready = found.is_ready
         return _json({"name": found.name, "ready": ready, "ready_replicas": found.ready_replicas},
                      200 if ready else 503)
 
     async def _openai_models(self, request: Request) -> Response:
         principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
         return Response(openai.models_list(self._visible(principal), self.started_at),
                         media_type="application/json")
 
     async def _deployments(self, request: Request) -> Response:
         principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
         names = self._visible(principal)
         scaler = self.autoscaler
         return _json({"deployments": [
@@ -316,28 +312,19 @@ class Gateway:
 
     async def _restart(self, request: Request) -> Response:
         """Rolling restart of a deployment's replicas (admin; used by ``tailguard chaos``)."""
-        principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
-        if not principal.admin:
-            return _json({"error": "restarting replicas needs an admin key"}, 403)
+        if not self._principal(request).admin:
+            raise Forbidden("restarting replicas needs an admin key")
         found = self._lookup(request)
-        if isinstance(found, Response):
-            return found
         restarted = await found.restart()
         return _json({"name": found.name, "restarted": restarted})
 
     async def _usage(self, request: Request) -> Response:
         principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
         tenant = None if principal.admin else principal.id
         return _json({"since": self.usage.since, "usage": self.usage.report(tenant)})
 
     async def _metrics(self, request: Request) -> Response:
         principal = self._principal(request)
-        if isinstance(principal, Response):
-            return principal
         if principal.admin:
             body = self.metrics.render()
         else:  # a tenant sees only its own series and its own deployments'
