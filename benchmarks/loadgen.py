@@ -1,8 +1,8 @@
 """Benchmark of the load generator itself: can one process offer 1k, 5k and 10k req/s?
 
 Starts a target in a subprocess on 127.0.0.1 — a bare echo server (uvicorn + httptools +
-uvloop, raw ASGI: ``tailguard.ops.load_echo``), or ``tailguard serve`` with ``--target serve``
-— then runs:
+uvloop, raw ASGI: ``tests/support/echo_server.py``), or ``tailguard serve`` with
+``--target serve`` — then runs:
 
 1. a closed loop at concurrency 64: the most req/s this generator and target reach together;
 2. open loops at each offered rate (default 1000, 5000, 10000 req/s), ``--duration`` s each
@@ -39,7 +39,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tailguard.ops import LoadResult, LoadSpec, Tenant, TenantMix, run_load
+from tailguard.load import LoadResult, LoadSpec, Tenant, TenantMix, run_load
+
+# The echo target is a test helper, not part of the package: run from the checkout's tests/.
+_ECHO_SERVER = Path(__file__).resolve().parents[1] / "tests" / "support" / "echo_server.py"
 
 
 def _free_port() -> int:
@@ -49,7 +52,7 @@ def _free_port() -> int:
 
 
 def _start_echo() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tailguard.ops.load_echo"],
+    proc = subprocess.Popen([sys.executable, str(_ECHO_SERVER)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tailguard.ops import LoadResult, LoadSpec, run_load
+from tailguard.load import LoadResult, LoadSpec, run_load
 from tests.integration.conftest import ServerProcess, wait_for
 
 SLO_MS = 250.0

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tailguard.cli import app
-from tailguard.ops import LoadSpec
+from tailguard.load import LoadSpec
 from tailguard.ops.chaos import ChaosConfig, FaultKind, run_chaos
 
 from .conftest import ServerProcess

@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from tailguard.commands import load as load_command
-from tailguard.ops import (
+from tailguard.load import (
     LoadProgress,
     LoadResult,
     LoadSpec,
@@ -27,11 +27,12 @@ from tailguard.ops import (
     run_load_async,
     run_load_recording,
 )
+from tests.support import ECHO_SERVER
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tailguard.ops.load_echo", *args],
+        [sys.executable, str(ECHO_SERVER), *args],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None

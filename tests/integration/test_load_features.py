@@ -21,7 +21,7 @@ import typer
 from typer.testing import CliRunner
 
 from tailguard.commands import load as load_command
-from tailguard.ops import (
+from tailguard.load import (
     LoadSpec,
     Tenant,
     TenantMix,
@@ -29,11 +29,12 @@ from tailguard.ops import (
     run_load_recording_async,
     timeline,
 )
+from tests.support import ECHO_SERVER
 
 
 @pytest.fixture(scope="module")
 def metrics_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tailguard.ops.load_echo", "--metrics"],
+    proc = subprocess.Popen([sys.executable, str(ECHO_SERVER), "--metrics"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     url = f"http://127.0.0.1:{int(proc.stdout.readline())}"  # printed once it listens

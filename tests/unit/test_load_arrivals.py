@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailguard.ops.load_spec import LoadSpec
+from tailguard.load.spec import LoadSpec
 
 
 def _offsets(arrival: str, duration_s: float, rate_rps: float | None = None,

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard.ops.load_client import Connection, LoadTargetError, Target, build_request
-from tailguard.ops.load_runner import new_event_loop
-from tailguard.ops.load_timer import LoopWakeup, TimerFdWakeup, make_wakeup
+from tailguard.load.client import Connection, LoadTargetError, Target, build_request
+from tailguard.load.runner import new_event_loop
+from tailguard.load.timer import LoopWakeup, TimerFdWakeup, make_wakeup
 
 
 def test_target_parse() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tailguard.ops.payloads import (
+from tailguard.load.payloads import (
     PayloadError,
     bodies_from_inputs,
     bodies_from_metadata,

@@ -10,31 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard.ops.load_report import (
+from tailguard.load.report import (
     CODE_CONNECT,
     CODE_NOT_SENT,
     CODE_TIMEOUT,
     Recording,
     error_name,
     format_text,
-    percentiles,
     summarize,
 )
-
-
-def test_percentiles_are_nearest_rank() -> None:
-    values = np.arange(1, 101, dtype=float)  # 1..100
-    assert percentiles(values, (50, 90, 99, 99.9)) == [50.0, 90.0, 99.0, 100.0]
-    thousand = np.arange(1, 1001, dtype=float)
-    assert percentiles(thousand, (50, 99, 99.9)) == [500.0, 990.0, 999.0]
-    # Order does not matter, and every answer is a sample.
-    shuffled = np.random.default_rng(1).permutation(thousand)
-    assert percentiles(shuffled, (99.9,)) == [999.0]
-    assert percentiles(np.array([7.0]), (50, 99.9)) == [7.0, 7.0]
-
-
-def test_percentiles_of_nothing_are_none() -> None:
-    assert percentiles(np.array([]), (50, 99)) == [None, None]
 
 
 def test_error_names() -> None:

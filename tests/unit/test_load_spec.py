@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard.ops.load_spec import LoadSpec, arrival_offsets
+from tailguard.load.spec import LoadSpec, arrival_offsets
 
 
 def test_poisson_schedule_has_the_rate_and_cv_of_poisson() -> None:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tailguard.ops.load_report import CODE_TIMEOUT, Recording, format_text, summarize
-from tailguard.ops.load_stats import group_stats, slo_figures, status_latency
+from tailguard.load.report import CODE_TIMEOUT, Recording, format_text, summarize
+from tailguard.load.stats import group_stats, slo_figures, status_latency
 
 # Ten measured requests, one a second in the window [0, 10), alternating tenants a and b,
 # and one more at 10.5, after the window (never measured).

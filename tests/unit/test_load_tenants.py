@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tailguard.ops.load_tenants import (
+from tailguard.load.tenants import (
     Tenant,
     TenantFileError,
     TenantMix,
@@ -95,7 +95,7 @@ def test_unreadable_files_are_reported(tmp_path: Path) -> None:
 
 
 def test_the_runs_own_calls_use_the_api_key_else_the_first_tenants() -> None:
-    from tailguard.ops.load_spec import LoadSpec
+    from tailguard.load.spec import LoadSpec
 
     mix = TenantMix((Tenant("a", "ka"), Tenant("b", "kb")))
     assert LoadSpec(rate_rps=1.0, tenants=mix).headers() == (("Authorization", "Bearer ka"),)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from tailguard.load.report import CODE_CLOSED, CODE_CONNECT, CODE_TIMEOUT, Recording
+from tailguard.load.spec import LoadSpec
 from tailguard.ops.chaos import (
     ChaosConfig,
     FaultKind,
@@ -19,8 +21,6 @@ from tailguard.ops.chaos import (
     plan_faults,
     recovery_s,
 )
-from tailguard.ops.load_report import CODE_CLOSED, CODE_CONNECT, CODE_TIMEOUT, Recording
-from tailguard.ops.load_spec import LoadSpec
 
 
 def test_schedule_every_period_cycles_kinds_and_replicas() -> None:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
+from tailguard.observe.percentiles import percentiles
 
 __all__ = ["LiveRecorder"]
 
@@ -161,10 +162,7 @@ class LiveRecorder:
         d_t, d_lat, _ = self._done.ordered()
         d_lo, d_hi = np.searchsorted(d_t, (lo, now), side="right")
         lat = d_lat[d_lo:d_hi]
-        p50 = p99 = None
-        if lat.size:
-            q50, q99 = np.quantile(lat, (0.5, 0.99), method="inverted_cdf")
-            p50, p99 = float(q50), float(q99)
+        p50, p99 = percentiles(lat, (50, 99))
         b_t, b_rows, b_svc = self._batches.ordered()
         busy = self._busy_ratio(now, window, lo, b_t, b_svc, ready + draining)
         return MetricsSnapshot(

@@ -31,6 +31,7 @@ import numpy as np
 
 from tailguard.autoscale.policies.bounds import Autoscaler
 from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
+from tailguard.observe.percentiles import percentiles
 
 __all__ = ["SimConfig", "SimResult", "Timeline", "simulate"]
 
@@ -171,10 +172,7 @@ def _snapshot(
     svc_max = cfg.profile.service_time_s(cfg.profile.max_batch_size)
     b_lo = int(np.searchsorted(batches.dispatch[: batches.n], t_lo - svc_max, side="right"))
     lat = batches.latencies(arrivals, b_lo, batches.n, t_lo, now)
-    p50 = p99 = None
-    if lat.size:
-        q50, q99 = np.quantile(lat, (0.5, 0.99))
-        p50, p99 = float(q50), float(q99)
+    p50, p99 = percentiles(lat, (50, 99))
     queue = int(a_hi) - head
     return MetricsSnapshot(
         window_s=eff_w,
@@ -328,11 +326,9 @@ def simulate(arrivals: np.ndarray, autoscaler: Autoscaler[Any, Any], cfg: SimCon
     latencies = finish_req - arr
     counted = latencies[arr >= warm]
     slo_s = cfg.slo_p99_ms / 1e3
-    if counted.size:
-        attainment = float(np.count_nonzero(counted <= slo_s)) / counted.size
-        p50, p99, p999 = (float(x) for x in np.quantile(counted, (0.5, 0.99, 0.999)))
-    else:
-        attainment, p50, p99, p999 = 1.0, 0.0, 0.0, 0.0
+    attainment = float(np.count_nonzero(counted <= slo_s)) / counted.size if counted.size else 1.0
+    # No measured request: 0.0 for each percentile, not None (the result's fields are floats).
+    p50, p99, p999 = (0.0 if x is None else x for x in percentiles(counted, (50, 99, 99.9)))
     span = dur - warm
     cols = list(zip(*tl, strict=True)) if tl else [()] * 6
     timeline = Timeline(

@@ -47,10 +47,10 @@ def chaos(
     Reports the faults, requests lost (must be 0), errors by kind and the time to recover
     the SLO after each fault. Exit status 1 when a request was lost.
     """
-    from tailguard.ops import LoadSpec
+    from tailguard.load import LoadSpec
+    from tailguard.load.client import LoadTargetError
+    from tailguard.load.payloads import PayloadError, read_payloads_file
     from tailguard.ops.chaos import ChaosConfig, FaultKind, format_report, run_chaos
-    from tailguard.ops.load_client import LoadTargetError
-    from tailguard.ops.payloads import PayloadError, read_payloads_file
 
     try:
         kinds = tuple(FaultKind(k) for k in (fault or ["kill"]))

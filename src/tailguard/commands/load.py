@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from tailguard.ops import LoadProgress, LoadSpec, format_text, run_load_recording
-from tailguard.ops.load_client import LoadTargetError
-from tailguard.ops.load_tenants import TenantFileError, read_tenants
-from tailguard.ops.payloads import PayloadError, read_payloads_file
+from tailguard.load import LoadProgress, LoadSpec, format_text, run_load_recording
+from tailguard.load.client import LoadTargetError
+from tailguard.load.payloads import PayloadError, read_payloads_file
+from tailguard.load.tenants import TenantFileError, read_tenants
 from tailguard.sched import request_short_slice
 
 
@@ -122,8 +122,8 @@ def load(
         raise typer.Exit(2) from None
 
     if report is not None:
-        from tailguard.ops.load_html import write_report
-        from tailguard.ops.load_timeline import timeline
+        from tailguard.load.html import write_report
+        from tailguard.load.timeline import timeline
 
         write_report(report, result, timeline(recording, 1.0, spec.slo_ms),
                      title=f"tailguard load: {model} at {url}")

@@ -1,1 +1,2 @@
-"""Observability: Prometheus metrics, latency sketches, usage metering."""
+"""Observability: Prometheus metrics, latency sketches, usage metering, and the one percentile
+of the project (:mod:`.percentiles`, nearest rank, q in percent)."""

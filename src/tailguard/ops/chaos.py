@@ -1,4 +1,4 @@
-"""Chaos runs: load (:mod:`tailguard.ops.load_runner`) while faults hit a deployment's replicas.
+"""Chaos runs: load (:mod:`tailguard.load.runner`) while faults hit a deployment's replicas.
 
 Faults (:class:`FaultKind`), on a fixed schedule or at seeded random times
 (:func:`plan_faults`, pure and deterministic):
@@ -44,9 +44,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from tailguard.ops.load_report import LoadResult, Recording, percentiles, summarize
-from tailguard.ops.load_runner import new_event_loop, record_load
-from tailguard.ops.load_spec import LoadProgress, LoadSpec
+from tailguard.load.report import LoadResult, Recording, summarize
+from tailguard.load.runner import new_event_loop, record_load
+from tailguard.load.spec import LoadProgress, LoadSpec
+from tailguard.observe.percentiles import percentile
 
 __all__ = [
     "ChaosConfig",
@@ -160,7 +161,7 @@ def latency_buckets(intended_s: np.ndarray, done_s: np.ndarray, code: np.ndarray
     out: list[SecondBucket] = []
     for s in range(n):
         idx = order[edges[s]:edges[s + 1]]
-        (p99,) = percentiles(latency[idx], (99,))
+        p99 = percentile(latency[idx], 99)
         out.append(SecondBucket(float(s), int(idx.size), int(np.count_nonzero(ok[idx])),
                                 None if p99 is None else p99 * 1e3))
     return tuple(out)

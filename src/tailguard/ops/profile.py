@@ -32,6 +32,7 @@ import numpy as np
 from tailguard.artifacts import Registry, tailguard_home
 from tailguard.autoscale.snapshot import ServiceProfile
 from tailguard.models.base import Model
+from tailguard.observe.percentiles import percentiles
 from tailguard.serve.config import DeploymentSpec
 from tailguard.tensors import Tensors, TensorSpec
 
@@ -204,8 +205,9 @@ def _time_batch(model: Model, batch: Tensors, seconds: float) -> tuple[BatchTimi
         time.sleep(took)
     arr = np.asarray(samples) * 1e3
     rows = len(next(iter(batch.values())))
-    p50, p99 = np.percentile(arr, (50, 99), method="inverted_cdf")
-    timing = BatchTiming(rows, arr.size, round(float(p50), 4), round(float(p99), 4),
+    p50, p99 = percentiles(arr, (50, 99))
+    assert p50 is not None and p99 is not None  # at least _MIN_REPS samples
+    timing = BatchTiming(rows, arr.size, round(p50, 4), round(p99, 4),
                          round(float(arr.mean()), 4))
     return timing, cpu, float(sum(samples))
 

@@ -8,7 +8,8 @@ Each bucket ``[t, t + bucket_s)`` (seconds from the start of the run, warm-up in
   among them, and with an SLO ``good_rps`` the 2xx that came back within the SLO;
 - ``errors_rps``: failures per kind (``http_429``, ``timeout``, …) by the time they ended
   (requests never sent count at their intended time);
-- ``p50_ms``/``p90_ms``/``p99_ms``: nearest-rank latency percentiles of the 2xx requests
+- ``p50_ms``/``p90_ms``/``p99_ms``: nearest-rank latency percentiles
+  (:func:`~tailguard.observe.percentiles.grouped_percentiles`) of the 2xx requests
   *intended* in it (NaN where none), so a latency spike lines up with the load that caused
   it;
 - per tenant, ``tenant_ok_rps``; and the server's replicas and queue depth when ``/metrics``
@@ -23,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from tailguard.ops.load_report import Recording
-from tailguard.ops.load_stats import error_name
+from tailguard.load.report import Recording
+from tailguard.load.stats import error_name
+from tailguard.observe.percentiles import grouped_percentiles
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,25 +92,6 @@ def _rate(idx: np.ndarray, n: int, bucket_s: float) -> np.ndarray:
     return np.asarray(counts / bucket_s, dtype=np.float64)
 
 
-def bucket_percentiles(
-    idx: np.ndarray, values: np.ndarray, n: int, qs: tuple[float, ...]
-) -> list[np.ndarray]:
-    """Nearest-rank percentiles of ``values`` within each of ``n`` buckets (NaN if empty)."""
-    keep = idx >= 0
-    b, v = idx[keep], values[keep]
-    order = np.lexsort((v, b))
-    b, v = b[order], v[order]
-    starts = np.searchsorted(b, np.arange(n), side="left")
-    counts = np.searchsorted(b, np.arange(n), side="right") - starts
-    out = []
-    for q in qs:
-        rank = np.maximum(1, np.ceil(np.round(q * counts / 100.0, 9))).astype(np.int64)
-        pos = np.clip(starts + rank - 1, 0, max(v.size - 1, 0))
-        picked = v[pos] if v.size else np.zeros(n)
-        out.append(np.where(counts > 0, picked, np.nan))
-    return out
-
-
 def timeline(rec: Recording, bucket_s: float = 1.0, slo_ms: float | None = None) -> Timeline:
     """The per-bucket series of ``rec`` (see the module docstring)."""
     if not bucket_s > 0:
@@ -124,8 +107,8 @@ def timeline(rec: Recording, bucket_s: float = 1.0, slo_ms: float | None = None)
     done_idx = _bucket(rec.done_s, origin, bucket_s, n)
     answered = code > 0
     latency = rec.done_s - rec.intended_s
-    p50, p90, p99 = bucket_percentiles(np.where(ok, intended_idx, -1), latency * 1000.0, n,
-                                       (50, 90, 99))
+    p50, p90, p99 = grouped_percentiles(np.where(ok, intended_idx, -1), latency * 1000.0, n,
+                                        (50, 90, 99))
     good = None
     if slo_ms is not None:
         good = _rate(np.where(ok & (latency <= slo_ms / 1000.0), done_idx, -1), n, bucket_s)

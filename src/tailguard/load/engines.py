@@ -8,7 +8,7 @@ Open loop (``rate_rps=R`` or a trace): intended send times come from a seeded ar
 process (:meth:`LoadSpec.offsets`) computed before the run. One timer callback sends every request
 that is due, on an idle keep-alive connection, or queues it while a new connection opens (up
 to ``max_connections``), then re-arms a precise wake-up (a ``timerfd`` on Linux, see
-:mod:`tailguard.ops.load_timer`) at the next intended time: sends leave within microseconds of
+:mod:`tailguard.load.timer`) at the next intended time: sends leave within microseconds of
 their schedule on an idle machine, without spinning a core. Latency is measured from the
 intended time, so lag in the generator or a full pool shows up in the numbers and in the
 ``fell_behind`` verdict, never as a flattering tail.
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from tailguard.ops.load_client import Connection, Target, open_connection
-from tailguard.ops.load_report import (
+from tailguard.load.client import Connection, Target, open_connection
+from tailguard.load.report import (
     CODE_CLOSED,
     CODE_CONNECT,
     CODE_NOT_SENT,
@@ -41,9 +41,9 @@ from tailguard.ops.load_report import (
     CODE_TIMEOUT,
     Recording,
 )
-from tailguard.ops.load_spec import LoadProgress, LoadSpec, ProgressCallback
-from tailguard.ops.load_tenants import request_plan
-from tailguard.ops.load_timer import Wakeup, make_wakeup
+from tailguard.load.spec import LoadProgress, LoadSpec, ProgressCallback
+from tailguard.load.tenants import request_plan
+from tailguard.load.timer import Wakeup, make_wakeup
 
 _SWEEP_S = 0.02
 _PROGRESS_S = 0.25

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tailguard.autoscale import traces
-from tailguard.ops.load_tenants import TenantMix
+from tailguard.load.tenants import TenantMix
 
 PROTOCOLS = ("v2", "openai")
 ARRIVALS = ("poisson", "constant")
@@ -40,7 +40,7 @@ class LoadSpec:
 
     ``bodies`` are request bodies sent round-robin (e.g. from ``--payloads``); ``inputs`` are
     ``--input`` options; with neither, a known model's default body or one generated from the
-    server's model metadata is used (see :mod:`tailguard.ops.payloads`).
+    server's model metadata is used (see :mod:`tailguard.load.payloads`).
 
     ``arrival`` is ``poisson`` or ``constant`` (at ``rate_rps``) or a TRACE string, which
     makes the run open-loop by itself (see the module docstring). ``tenants`` shares the

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from tailguard.ops.load_client import Target, fetch
-from tailguard.ops.load_spec import LoadSpec
+from tailguard.load.client import Target, fetch
+from tailguard.load.spec import LoadSpec
 from tailguard.tensors import V2_TO_NUMPY
 
 

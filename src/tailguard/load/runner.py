@@ -6,7 +6,7 @@ per-request arrays (intended, sent and done times, status, tenant index) and, wi
 ``scrape_metrics``, the server's replicas and queue depth; :func:`timeline` buckets them per
 second. Each has an ``_async`` twin that runs on the caller's event loop.
 
-The engines themselves are in :mod:`tailguard.ops.load_engines`.
+The engines themselves are in :mod:`tailguard.load.engines`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from tailguard.ops.load_client import Target, build_request
-from tailguard.ops.load_engines import ClosedLoop, OpenLoop
-from tailguard.ops.load_metrics import MetricsScraper
-from tailguard.ops.load_report import LoadResult, Recording, summarize
-from tailguard.ops.load_spec import LoadSpec, ProgressCallback
-from tailguard.ops.payloads import resolve_bodies, route
+from tailguard.load.client import Target, build_request
+from tailguard.load.engines import ClosedLoop, OpenLoop
+from tailguard.load.metrics import MetricsScraper
+from tailguard.load.payloads import resolve_bodies, route
+from tailguard.load.report import LoadResult, Recording, summarize
+from tailguard.load.spec import LoadSpec, ProgressCallback
 
 _gc_lock = threading.Lock()
 _gc_holders = 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from tailguard.ops.load_client import Target, fetch
+from tailguard.load.client import Target, fetch
 
 REPLICAS = "tailguard_replicas_ready"
 QUEUE_DEPTH = "tailguard_queue_depth"

@@ -3,7 +3,8 @@
 Pure, vectorised functions, shared by the overall summary and the per-tenant one (and unit
 tested on arrays with known answers):
 
-- :func:`percentiles`: nearest-rank (every reported value is a latency some request had);
+- latency percentiles: nearest rank, by :mod:`tailguard.observe.percentiles` (every reported
+  value is a latency some request had);
 - :func:`status_latency`: per non-2xx HTTP status, how many and how fast they came back
   (a 429 shed in 1 ms is a different failure from a 503 after 2 s);
 - :func:`group_stats`: requests, errors by kind, throughput, latency percentiles of the 2xx,
@@ -18,11 +19,12 @@ the window.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from tailguard.observe.percentiles import percentiles
 
 # Negative codes in Recording.code; positive codes are HTTP statuses; 0 = never finished.
 CODE_TIMEOUT = -1
@@ -45,17 +47,6 @@ StatusLatency = dict[str, dict[str, float | int | None]]
 def error_name(code: int) -> str:
     """``http_404`` for an HTTP status, ``timeout``/``connect``/``closed``/… otherwise."""
     return f"http_{code}" if code > 0 else ERROR_NAMES.get(code, f"code_{code}")
-
-
-def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float | None]:
-    """Nearest-rank percentiles (``qs`` in percent) of ``values``; None for an empty array."""
-    n = values.size
-    if n == 0:
-        return [None for _ in qs]
-    # Rank ceil(q/100 * n), computed so that 99.9 % of 1000 is rank 999, not 1000 by rounding.
-    ranks = [min(n, max(1, math.ceil(round(q * n / 100.0, 9)))) for q in qs]
-    ordered = np.partition(values, sorted({r - 1 for r in ranks}))
-    return [float(ordered[r - 1]) for r in ranks]
 
 
 def ms(x: float | None) -> float | None:

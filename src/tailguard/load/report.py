@@ -21,7 +21,8 @@ Definitions (the ones that matter for honest numbers):
   at P99, or requests finding every connection busy, sets ``fell_behind`` with a warning
   saying which;
 - percentiles are nearest-rank (the smallest sample with at least q % of samples at or below
-  it): every reported value is a latency that some request really had.
+  it; :mod:`tailguard.observe.percentiles`): every reported value is a latency that some
+  request really had.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tailguard.ops.load_stats import (
+from tailguard.load.stats import (
     CODE_CLOSED,
     CODE_CONNECT,
     CODE_NOT_SENT,
@@ -44,12 +45,12 @@ from tailguard.ops.load_stats import (
     error_name,
     group_stats,
     ms,
-    percentiles,
     tenant_stats,
 )
+from tailguard.observe.percentiles import percentiles
 
 if TYPE_CHECKING:
-    from tailguard.ops.load_metrics import ServerSeries
+    from tailguard.load.metrics import ServerSeries
 
 __all__ = [
     "CODE_CLOSED",
@@ -63,7 +64,6 @@ __all__ = [
     "Recording",
     "error_name",
     "format_text",
-    "percentiles",
     "summarize",
 ]
 

@@ -16,7 +16,7 @@ little as possible and the numbers measure the generator. It speaks the two rout
   and ``tailguard_queue_depth`` (requests in flight) for deployment ``echo``; 404 otherwise.
 
 ``--drop`` runs instead a server that reads each request and closes the connection without an
-answer. Run it as ``python -m tailguard.ops.load_echo [--port 0]``: it binds first, prints the
+answer. Run it as ``python tests/support/echo_server.py [--port 0]``: it binds first, prints the
 port on the first line of stdout, then serves.
 """
 

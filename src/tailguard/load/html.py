@@ -4,7 +4,7 @@ The file carries everything inline: plots are PNGs drawn with matplotlib (Agg, n
 state) and embedded as ``data:`` URIs, the style is a ``<style>`` block, and there is no
 script, font or image fetched from anywhere, so the report opens offline, attaches to an
 issue, and looks the same in a year. Plots over time (1 s buckets, see
-:mod:`tailguard.ops.load_timeline`): offered, answered, 2xx and (with an SLO) good rate;
+:mod:`tailguard.load.timeline`): offered, answered, 2xx and (with an SLO) good rate;
 latency percentiles; errors by kind; per-tenant 2xx rate; the server's replicas and queue
 depth from ``/metrics``. Tables: the summary, answers by HTTP status, tenants, warnings.
 """
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tailguard.ops.load_report import LoadResult
-from tailguard.ops.load_timeline import Timeline
+from tailguard.load.report import LoadResult
+from tailguard.load.timeline import Timeline
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
