@@ -126,19 +126,31 @@ def test_busy_ratio_never_exceeds_one() -> None:
     assert s.busy_ratio == 1.0
 
 
-def test_profile_is_fitted_from_median_service_per_batch_size() -> None:
+def test_profile_is_the_deployments_one_service_model() -> None:
+    from tailguard.serve.deployment.estimates import ServiceModel
+
+    model = ServiceModel()
+    rec = LiveRecorder(service=model)
+    for k in (1, 2, 4, 8) * 20:
+        model.observe(k, 0.010 + 0.005 * k)  # the batcher feeds the model ...
+        rec.batch(0.0, k, 0.010 + 0.005 * k)  # ... and the recorder only records
+    p = snap(rec, 1.0, max_batch_size=8).service_profile
+    assert p.fixed_s == pytest.approx(0.010, rel=1e-6)
+    assert p.per_row_s == pytest.approx(0.005, rel=1e-6)
+    assert p.max_batch_size == 8
+    assert (p.fixed_s, p.per_row_s) == pytest.approx(model.coefficients())
+
+
+def test_own_model_fits_what_it_records() -> None:
     rec = LiveRecorder()
-    rng = np.random.default_rng(0)
     t = 0.0
     for _ in range(50):
         for k in (1, 2, 4, 8):
             t += 0.1
-            noise = 0.0 if rng.random() < 0.8 else 0.5  # rare outliers: medians ignore them
-            rec.batch(t, k, 0.010 + 0.005 * k + noise)
+            rec.batch(t, k, 0.010 + 0.005 * k)
     p = snap(rec, t, max_batch_size=8).service_profile
-    assert p.fixed_s == pytest.approx(0.010, abs=1e-6)
-    assert p.per_row_s == pytest.approx(0.005, abs=1e-6)
-    assert p.max_batch_size == 8
+    assert p.fixed_s == pytest.approx(0.010, rel=1e-6)
+    assert p.per_row_s == pytest.approx(0.005, rel=1e-6)
 
 
 def test_one_batch_size_extrapolates_without_assuming_a_batching_gain() -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailguard.serve.demand import Demand
-from tailguard.serve.tenants import Priority
+from tailguard.serve.deployment.demand import Demand
+from tailguard.serve.gate.tenants import Priority
 
 STD, CRIT, SHED = Priority.STANDARD, Priority.CRITICAL, Priority.SHEDDABLE
 

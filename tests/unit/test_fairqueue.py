@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tailguard.serve.fairqueue import FairQueue, FairQueueConfig
-from tailguard.serve.tenants import Priority
+from tailguard.serve.deployment.queue import FairQueue, FairQueueConfig
+from tailguard.serve.gate.tenants import Priority
 
 CRIT, STD, SHED = Priority.CRITICAL, Priority.STANDARD, Priority.SHEDDABLE
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tailguard.serve.fairqueue import FairQueue, FairQueueConfig
-from tailguard.serve.tenants import Priority
+from tailguard.serve.deployment.queue import FairQueue, FairQueueConfig
+from tailguard.serve.gate.tenants import Priority
 
 CRIT, STD, SHED = Priority.CRITICAL, Priority.STANDARD, Priority.SHEDDABLE
 CLASSES = Priority.by_rank()

@@ -160,7 +160,7 @@ def test_scale_up_and_drain_down_without_failing_a_request() -> None:
         assert dep.replica_counts()["desired"] == 3
         await _until(lambda: dep.ready_replicas == 3)
         calls = [asyncio.ensure_future(dep.infer(_rows([i]), 1, ((1,),))) for i in range(60)]
-        await _until(lambda: sum(r.busy for r in dep._slots) >= 2)
+        await _until(lambda: sum(r.busy for r in dep.slots) >= 2)
         dep.scale_to(1)  # drains two replicas, busy ones finish their batch first
         assert dep.replica_counts()["draining"] == 2
         results = await asyncio.gather(*calls)
@@ -177,7 +177,7 @@ def test_scale_to_zero_cold_starts_on_first_request() -> None:
         await dep.start()
         await _until(lambda: dep.ready_replicas == 1)
         dep.scale_to(0)
-        await _until(lambda: dep.replica_counts()["draining"] == 0 and not dep._slots)
+        await _until(lambda: dep.replica_counts()["draining"] == 0 and not dep.slots)
         assert dep.is_ready  # scaled to zero on purpose is still "ready"
         with pytest.raises(Unavailable, match="scaled to zero"):
             await dep.infer(_rows([1]), 1, ((1,),))  # no autoscaler hook: 503 at once
@@ -189,9 +189,9 @@ def test_scale_to_zero_cold_starts_on_first_request() -> None:
 
 
 def test_hung_replica_is_killed_and_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tailguard.serve.deployment as deployment_module
+    import tailguard.serve.deployment.batcher as batcher_module
 
-    monkeypatch.setattr(deployment_module, "HANG_GRACE_S", 0.05)
+    monkeypatch.setattr(batcher_module, "HANG_GRACE_S", 0.05)
 
     async def main() -> None:
         backend = FakeBackend(delay_s=30.0)  # "hangs": far past any deadline
@@ -207,18 +207,3 @@ def test_hung_replica_is_killed_and_restarted(monkeypatch: pytest.MonkeyPatch) -
         assert (await dep.infer(_rows([2]), 1, ((1,),)))["y"].item() == 2.0
         await dep.stop(1.0)
     asyncio.run(main())
-
-
-def test_batch_rows_capped_to_half_the_objective() -> None:
-    dep = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100, batch_slo_fraction=0.5)
-    assert dep.batch_rows_cap() == 64  # nothing measured yet
-    for k in (1, 8, 32, 64) * 5:
-        dep._service.observe(k, 0.010 + 0.002 * k)
-    assert dep.batch_rows_cap() == 20  # 10 ms + 2 ms x 20 = 50 ms = half of 100 ms
-    default = _deployment(FakeBackend(), max_batch_size=64, p99_ms=100)
-    default._service.observe(1, 0.012)
-    default._service.observe(64, 0.138)
-    assert default.batch_rows_cap() == 12  # 10 + 2 x 12 = 34 ms <= 35% of 100 ms
-    free = _deployment(FakeBackend(), max_batch_size=64)  # no objective: no cap
-    free._service.observe(64, 1.0)
-    assert free.batch_rows_cap() == 64

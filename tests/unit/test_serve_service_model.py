@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tailguard.serve.service_model import ServiceModel
-from tests.unit.test_serve_tenancy import _setup
+from tailguard.serve.deployment.estimates import ServiceModel
 
 
 def test_recovers_an_affine_profile() -> None:
@@ -42,14 +41,27 @@ def test_lone_request_after_a_burst_of_full_batches_is_admitted() -> None:
     # Regression: feasibility used the last batch's time (a full batch, 0.35 s) for a lone
     # request with a 250 ms objective, shed it — and every later one, since shed requests
     # never make the small batches that would correct the estimate.
-    from tailguard.serve.slots import Slot, SlotState
+    from tailguard.serve.deployment.view import LoadView
+    from tailguard.serve.gate.decide import AdmissionRequest, decide
+    from tailguard.serve.gate.policy import AdmissionSettings
+    from tailguard.serve.gate.tenants import Priority
 
-    gate, dep, _ = _setup(p99_ms=250)
-    dep._slots.append(Slot(0, state=SlotState.READY))  # feasibility only judges a live fleet
+    model = ServiceModel()
     for _ in range(20):
-        dep._service.observe(32, 0.35)
-    who = gate.authenticate([(b"authorization", b"Bearer t-key")])
-    gate.admit(who, dep, 1, now=0.0)  # does not raise
+        model.observe(32, 0.35)
+    view = LoadView(0, (0.0,), 0, model.fit, batch_rows=32)
+    request = AdmissionRequest(Priority.STANDARD, deadline_s=0.25)
+    assert decide(request, view, None, AdmissionSettings(), 0.0).admitted
+
+
+def test_profile_for_the_autoscaler_is_the_same_fit() -> None:
+    model = ServiceModel()
+    assert model.profile(8).max_batch_size == 8  # the default guess while unmeasured
+    for k in (1, 8) * 10:
+        model.observe(k, 0.01 + 0.002 * k)
+    p = model.profile(8)
+    assert (p.fixed_s, p.per_row_s) == pytest.approx(model.coefficients())
+    assert model.fit is not None and model.fit.largest == (8, pytest.approx(0.026))
 
 
 def test_noisy_negative_slope_falls_back_to_proportional() -> None:

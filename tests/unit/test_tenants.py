@@ -6,7 +6,7 @@ import hmac
 import pytest
 from pydantic import ValidationError
 
-from tailguard.serve.tenants import (
+from tailguard.serve.gate.tenants import (
     Priority,
     TenantDirectory,
     TenantSpec,

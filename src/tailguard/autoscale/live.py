@@ -28,13 +28,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
+from tailguard.autoscale.snapshot import MetricsSnapshot
 from tailguard.observe.percentiles import percentiles
+from tailguard.serve.deployment.estimates import ServiceModel
 
 __all__ = ["LiveRecorder"]
 
 DEFAULT_CAPACITY = 1 << 16
-PROFILE_BATCHES = 1024  # the service-time profile is fitted from this many newest batches
 _MIN_WINDOW_S = 1.0  # a fresh recorder divides by at least this (never by a few ms)
 
 
@@ -64,7 +64,8 @@ class _Ring:
 class LiveRecorder:
     """Event sink of one deployment and the builder of its :class:`MetricsSnapshot`."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *,
+                 service: ServiceModel | None = None) -> None:
         if capacity < 2 or capacity & (capacity - 1):
             raise ValueError(f"capacity must be a power of two >= 2, got {capacity}")
         self._arrivals = _Ring(capacity, 2)  # t, rows
@@ -77,7 +78,11 @@ class LiveRecorder:
         self._mask = capacity - 1
         self._origin: float | None = None  # first event or snapshot: the start of history
         self._serving: deque[tuple[float, int]] = deque()  # (t, serving replicas from t on)
-        self._profile: ServiceProfile | None = None
+        # The deployment's one service-time model (it observes every batch itself), or the
+        # recorder's own, fed by :meth:`batch`: the autoscaler sizes the fleet with the same
+        # fit that admission and the batcher use.
+        self._own_service = service is None
+        self._service = ServiceModel() if service is None else service
 
     # ------------------------------------------------------------ request path
     def arrival(self, now: float, rows: int) -> None:
@@ -105,6 +110,8 @@ class LiveRecorder:
         self._b_rows[i] = rows
         self._b_svc[i] = service_s
         ring.n += 1
+        if self._own_service:
+            self._service.observe(rows, service_s)
 
     # ------------------------------------------------------------ controller side
     @property
@@ -163,13 +170,13 @@ class LiveRecorder:
         d_lo, d_hi = np.searchsorted(d_t, (lo, now), side="right")
         lat = d_lat[d_lo:d_hi]
         p50, p99 = percentiles(lat, (50, 99))
-        b_t, b_rows, b_svc = self._batches.ordered()
+        b_t, _, b_svc = self._batches.ordered()
         busy = self._busy_ratio(now, window, lo, b_t, b_svc, ready + draining)
         return MetricsSnapshot(
             window_s=float(window),
             arrival_rate_rps=float(rate),
             ready_replicas=ready,
-            service_profile=self._fit_profile(b_rows, b_svc, max_batch_size),
+            service_profile=self._service.profile(max_batch_size),
             deployment=deployment,
             arrival_rows_per_s=float(rows_rate),
             recent_arrival_rate_rps=float(recent),
@@ -236,34 +243,3 @@ class LiveRecorder:
         for (t0, n0), (t1, _) in zip(samples, [*samples[1:], (now, serving_now)], strict=True):
             total += n0 * max(min(t1, now) - max(t0, lo), 0.0)
         return total
-
-    def _fit_profile(
-        self, rows: np.ndarray, service: np.ndarray, max_batch_size: int
-    ) -> ServiceProfile:
-        """Median service time per batch size over the newest batches, fitted ``a + b*k``.
-
-        With one batch size seen, the one-point table extrapolates proportionally (no
-        batching gain is assumed until larger batches have been measured); with none, the
-        last fitted profile, else a 20 ms + 2 ms/row guess that the first batches replace.
-        """
-        rows, service = rows[-PROFILE_BATCHES:], service[-PROFILE_BATCHES:]
-        keep = (rows >= 1) & (service > 0) & np.isfinite(service)
-        rows, service = rows[keep], service[keep]
-        if rows.size == 0:
-            previous = self._profile
-            if previous is not None and previous.max_batch_size == max_batch_size:
-                return previous
-            return ServiceProfile(max_batch_size=max_batch_size)
-        order = np.lexsort((service, rows))
-        rows_s, svc_s = rows[order], service[order]
-        sizes, first, n = np.unique(rows_s, return_index=True, return_counts=True)
-        medians = svc_s[first + (n - 1) // 2]
-        table = {int(k): float(s) for k, s in zip(sizes, medians, strict=True)}
-        if len(table) == 1:
-            profile = ServiceProfile.from_table(table, max_batch_size=max_batch_size)
-        else:
-            profile = ServiceProfile.fit(table, max_batch_size=max_batch_size)
-        if not math.isfinite(profile.service_time_s(max_batch_size)):
-            profile = ServiceProfile(max_batch_size=max_batch_size)
-        self._profile = profile
-        return profile

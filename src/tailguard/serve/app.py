@@ -29,14 +29,15 @@ from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import ServeConfig
 from tailguard.serve.deployment import Deployment
+from tailguard.serve.deployment.queue import FairQueueConfig
 from tailguard.serve.errors import BadRequest, Forbidden, ModelFailed, NotFound, ServeError
-from tailguard.serve.fairqueue import FairQueueConfig
+from tailguard.serve.gate.gate import TenantGate
+from tailguard.serve.gate.identity import Principal
 from tailguard.serve.http import read_body, respond
 from tailguard.serve.loader import instantiate, signature
 from tailguard.serve.protocols import openai, v2
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
-from tailguard.serve.tenancy import Principal, TenantGate
 from tailguard.tensors import Tensors
 
 log = logging.getLogger("tailguard.serve")

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tailguard.autoscale.spec import AutoscalingSpec
 from tailguard.names import NAME_RE
-from tailguard.serve.tenants import TenantSpec, hash_api_key
+from tailguard.serve.gate.policy import AdmissionSettings
+from tailguard.serve.gate.tenants import TenantSpec, hash_api_key
 
 
 class DeploymentSpec(BaseModel):
@@ -48,7 +49,11 @@ class DeploymentSpec(BaseModel):
     timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
     p99_ms: float | None = Field(None, gt=0, description="latency objective (SLO)")
     batch_slo_fraction: float = Field(
-        0.35, gt=0, le=1, description="with p99_ms: one batch runs in at most this share of it")
+        0.7, gt=0, le=1,
+        description="with p99_ms: the share of it that waiting for the next free replica and "
+                    "running one's own batch may take, s(k) * (1 + 1/replicas) <= fraction * "
+                    "p99 (0.35 of it per batch with one replica, 0.47 with two); see "
+                    "tailguard.serve.deployment.batch_policy")
     max_queue_rows: int = Field(100_000, ge=1, description="queued rows before 503")
     startup_timeout_s: float = Field(300, gt=0, description="time allowed for setup()")
     env: dict[str, str] = Field(default_factory=dict, description="replica environment")
@@ -84,27 +89,6 @@ class DeploymentSpec(BaseModel):
             raise ValueError(f"deployment {self.name!r}: replicas: 0 needs `autoscaling` "
                              "(with min_replicas: 0) to ever start a replica")
         return self
-
-
-class AdmissionSettings(BaseModel):
-    """Admission control before a request is queued (see ``tailguard.serve.admission``).
-
-    A request of a tenant over its fair share is shed (429, reason ``shed``) when its
-    predicted finish exceeds a fraction of its SLO budget (the tenant's ``p99_ms``, else the
-    deployment's, else its timeout): ``shed_fraction_sheddable`` / ``shed_fraction_standard``;
-    critical is never shed; a tenant within its share, only past the whole budget. 0.65 for
-    standard: measured on ``benchmarks/noisy_neighbor.py``, the finish of an over-share
-    tenant's request runs up to ~1.5x its prediction at P99 (batch times vary under load), and
-    0.8 left 6-14% of its admitted requests late.
-    ``enabled: false`` turns off rate limits, concurrency caps and shedding alike.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    shed_fraction_sheddable: float = Field(0.5, gt=0)
-    shed_fraction_standard: float = Field(0.65, gt=0)
-    starvation_s: float = Field(1.0, gt=0, description="lower-class wait before promotion")
 
 
 class ServeConfig(BaseModel):

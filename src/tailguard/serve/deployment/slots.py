@@ -1,27 +1,41 @@
-"""The state a deployment keeps per request and per replica slot (typed, no behaviour)."""
+"""The state a deployment keeps per request and per replica slot, and the signal its waiters
+use instead of polling."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import contextlib
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tailguard.serve.gate.identity import Caller
 from tailguard.serve.replicas.backend import ReplicaHandle
-from tailguard.serve.tenants import Priority
 from tailguard.tensors import Tensors
 
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent a request, as the scheduler sees it (the open default when no tenants)."""
-
-    tenant: str = "anonymous"
-    priority: Priority = Priority.STANDARD
-    weight: float = 1.0
+__all__ = ["Pending", "Signal", "Slot", "SlotState"]
 
 
-OPEN_CALLER = Caller()
+class Signal:
+    """Something changed: waiters re-check their condition (an ``asyncio.Condition`` without
+    the lock, for one event loop). ``pulse`` wakes every waiter."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def pulse(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``condition()`` holds (True) or ``timeout_s`` passes (False)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not condition():
+                    await self._event.wait()
+        return condition()
 
 
 class SlotState(StrEnum):
@@ -57,7 +71,13 @@ class Slot:
     busy_since: float = 0.0
     batch_rows: int = 0
     draining: bool = False
+    restart_requested: bool = False  # a rolling restart stopped it: no backoff, not a death
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    changed: Signal = field(default_factory=Signal, repr=False)
+
+    def mark(self, state: SlotState) -> None:
+        self.state = state
+        self.changed.pulse()
 
     def notify(self) -> None:
         if self.wake is not None and not self.wake.done():

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
-from tailguard.serve.tenants import Priority
+from tailguard.serve.gate.tenants import Priority
 
 __all__ = ["FairQueue", "FairQueueConfig"]
 

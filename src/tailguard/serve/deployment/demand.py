@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tailguard.serve.tenants import Priority
+from tailguard.serve.gate.tenants import Priority
 
 __all__ = ["Demand", "FairShare"]
 

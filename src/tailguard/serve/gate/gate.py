@@ -1,0 +1,165 @@
+"""The gateway's door: who is calling (API key), may they use this deployment, admit or refuse.
+
+With no tenants in the config the gateway is open and every caller is the implicit tenant
+``anonymous``. With tenants, every route but health needs ``Authorization: Bearer KEY`` (or an
+``api-key`` / ``x-api-key`` header, as OpenAI clients send): a missing or unknown key is 401,
+a deployment the tenant may not use is 403 on infer and absent from its listings.
+
+Admission runs here for every caller, configured or implicit, before a request is queued: the
+gate keeps each caller's quotas (token bucket, requests in flight) and hold-offs, takes one
+:class:`~tailguard.serve.deployment.view.LoadView` from the deployment, lets the pure
+:func:`~tailguard.serve.gate.decide.decide` choose, and stores back what it hands over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+from tailguard.observe.usage import UsageMeter
+from tailguard.serve.errors import DeadlineExceeded, Forbidden, TooManyRequests, Unauthorized
+from tailguard.serve.gate.decide import AdmissionRequest, Decision, RejectReason, decide
+from tailguard.serve.gate.identity import OPEN, Caller, Principal, api_key_from_headers
+from tailguard.serve.gate.policy import AdmissionSettings
+from tailguard.serve.gate.quotas import Hold, TokenBucket, initial_bucket
+from tailguard.serve.gate.tenants import TenantDirectory, TenantSpec
+
+if TYPE_CHECKING:
+    from tailguard.serve.config import DeploymentSpec, ServeConfig
+    from tailguard.serve.deployment.view import LoadView
+
+__all__ = ["Admissible", "TenantGate"]
+
+
+class Admissible(Protocol):
+    """What the gate reads of a deployment: one view of its load, and the demand it writes
+    back (:class:`~tailguard.serve.deployment.Deployment` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> DeploymentSpec: ...
+    def load_view(self, caller: Caller, rows: int, now: float) -> LoadView: ...
+    def note_demand(self, caller: Caller, rows: int, now: float) -> None: ...
+
+_REASONS = {
+    RejectReason.RATE_LIMITED: "over the rate limit",
+    RejectReason.CONCURRENCY: "too many requests in flight (max_concurrency)",
+    RejectReason.SHED: "shed: at the current load it would miss its latency objective",
+    RejectReason.DEADLINE: "the request's deadline has already passed",
+}
+
+
+class TenantGate:
+    """Authentication, authorisation, admission and metering for every request."""
+
+    def __init__(self, config: ServeConfig, usage: UsageMeter) -> None:
+        self.directory = TenantDirectory(config.tenants)
+        self.open = len(self.directory) == 0
+        self.usage = usage
+        self._admin = [bytes.fromhex(k.split(":", 1)[1]) for k in config.admin_api_keys]
+        self.settings: AdmissionSettings = config.admission
+        self._buckets: dict[str, TokenBucket | None] = {}
+        self._inflight: dict[str, int] = defaultdict(int)
+        self._holds: dict[tuple[str, str], Hold] = {}  # (caller, deployment) -> hold-off
+
+    # ---------------------------------------------------------------- who and what
+    def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
+        if self.open:
+            return OPEN
+        key = api_key_from_headers(headers)
+        if key is None:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'")
+        digest = hashlib.sha256(key.encode()).digest()
+        admin = False
+        for candidate in self._admin:  # no early exit, like the tenant directory
+            admin |= hmac.compare_digest(digest, candidate)
+        tenant = self.directory.authenticate_digest(digest)  # the key is hashed once
+        if tenant is None and not admin:
+            raise Unauthorized("invalid API key")
+        return Principal(tenant, admin=admin and tenant is None)
+
+    @staticmethod
+    def may_use(principal: Principal, deployment: str) -> bool:
+        return principal.tenant is None or principal.tenant.allows(deployment)
+
+    def authorise(self, principal: Principal, deployment: str) -> None:
+        if not self.may_use(principal, deployment):
+            raise Forbidden(f"tenant {principal.id!r} may not use deployment {deployment!r}")
+
+    # ---------------------------------------------------------------- admission
+    def hold(self, caller: Caller, deployment: str) -> Hold | None:
+        """The caller's current hold-off on ``deployment`` (None: not held)."""
+        return self._holds.get((caller.tenant, deployment))
+
+    def admit(self, principal: Principal, deployment: Admissible, rows: int,
+              now: float) -> Caller:
+        """Admit one request (the caller must :meth:`release` it) or raise 429."""
+        caller = principal.caller()
+        if self.settings.enabled:
+            tenant = principal.tenant
+            if caller.tenant not in self._buckets:
+                self._buckets[caller.tenant] = (None if tenant is None
+                                                else initial_bucket(tenant, now))
+            request = AdmissionRequest(
+                caller.priority, self._deadline(tenant, deployment, now), rows,
+                bucket=self._buckets[caller.tenant], inflight=self._inflight[caller.tenant],
+                max_concurrency=None if tenant is None else tenant.max_concurrency)
+            self._apply(caller, deployment, request, rows, now, quotas=True)
+        self._inflight[caller.tenant] += 1
+        return caller
+
+    def resize(self, principal: Principal, deployment: Admissible, admitted_rows: int,
+               rows: int, now: float) -> None:
+        """A request admitted as ``admitted_rows`` rows (before its body was read) turned out
+        to hold ``rows``: judge its deadline again at that size, or raise 429 ``shed``. Its
+        quotas (token, concurrency slot) were taken at admission and stay so."""
+        if not self.settings.enabled or rows <= admitted_rows:
+            return
+        caller = principal.caller()
+        request = AdmissionRequest(caller.priority,
+                                   self._deadline(principal.tenant, deployment, now), rows)
+        self._apply(caller, deployment, request, rows - admitted_rows, now, quotas=False)
+
+    def release(self, caller: Caller) -> None:
+        self._inflight[caller.tenant] -= 1
+
+    # ---------------------------------------------------------------- internals
+    @staticmethod
+    def _deadline(tenant: TenantSpec | None, deployment: Admissible, now: float) -> float:
+        spec = deployment.spec
+        slo_ms = (tenant.p99_ms if tenant is not None else None) or spec.p99_ms
+        return now + (slo_ms or spec.timeout_ms) / 1000.0
+
+    def _apply(self, caller: Caller, deployment: Admissible, request: AdmissionRequest,
+               new_rows: int, now: float, *, quotas: bool) -> None:
+        """Decide on ``request`` and store what the decision hands back; ``new_rows`` of its
+        rows are not yet counted in the caller's demand. Raises 429 when refused."""
+        key = (caller.tenant, deployment.name)
+        view = deployment.load_view(caller, request.rows, now)
+        decision = decide(request, view, self._holds.get(key) if quotas else None,
+                          self.settings, now)
+        if quotas:
+            self._buckets[caller.tenant] = decision.bucket
+        if decision.hold is not None:
+            self._holds[key] = decision.hold
+        elif quotas:  # judged again at its size, a request sees no hold: keep the one there
+            self._holds.pop(key, None)
+        if decision.counts_demand:
+            # Demand is what a caller asks within its own quotas: its rate limit and
+            # concurrency cap already keep the rest off the deployment.
+            deployment.note_demand(caller, new_rows, now)
+        if not decision.admitted:
+            self._refuse(caller, deployment, decision)
+
+    def _refuse(self, caller: Caller, deployment: Admissible, decision: Decision) -> NoReturn:
+        reason = decision.reason
+        assert reason is not None
+        self.usage.rejected(caller.tenant, deployment.name, reason.value)
+        if reason is RejectReason.DEADLINE:
+            raise DeadlineExceeded(f"tenant {caller.tenant!r}: {_REASONS[reason]}")
+        raise TooManyRequests(f"tenant {caller.tenant!r}: {_REASONS[reason]}",
+                              retry_after_s=decision.retry_after_s, reason=reason.value)
