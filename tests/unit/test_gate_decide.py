@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tailguard.serve.deployment.demand import FairShare
 from tailguard.serve.deployment.estimates import ServiceFit
 from tailguard.serve.deployment.view import LoadView
-from tailguard.serve.gate.decide import AdmissionRequest, RejectReason, decide
+from tailguard.serve.gate.decide import PROBE_AFTER_S, AdmissionRequest, RejectReason, decide
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.quotas import Hold, TokenBucket
 from tailguard.serve.gate.tenants import Priority
@@ -97,6 +97,20 @@ def test_a_held_caller_is_shed_at_once_until_the_overshoot_has_passed() -> None:
     assert decide(request(now=0.1, rows=0), empty, Hold(0.5, 2), SETTINGS, 0.1).admitted
     after = decide(request(now=0.5), empty, hold, SETTINGS, 0.5)
     assert after.admitted and after.hold is None  # judged afresh, the hold dropped
+
+
+def test_a_stale_fit_gets_a_probe_on_an_idle_replica() -> None:
+    # The fit predicts 117 ms for one row against a 50 ms objective (a slow first batch,
+    # say): every request is shed, so no batch would ever correct it.
+    slow = view(fixed_s=0.110, per_row_s=0.007, share=OVER)
+    fresh = replace(slow, measured_ago_s=0.2)
+    assert decide(request(budget_s=0.05), fresh, None, SETTINGS, 0.0).reason is RejectReason.SHED
+    stale = replace(slow, measured_ago_s=PROBE_AFTER_S)
+    d = decide(request(budget_s=0.05), stale, Hold(1.0, 1), SETTINGS, 0.0)
+    assert d.admitted and d.hold is None  # nothing is queued: the hold's backlog is gone
+    for busy in (replace(stale, replica_free_in_s=(0.01,)), replace(stale, rows_ahead=1)):
+        assert decide(request(budget_s=0.05), busy, None, SETTINGS, 0.0).reason is \
+            RejectReason.SHED  # a probe would delay someone: the prediction decides
 
 
 def test_quotas_come_before_the_hold_and_do_not_count_as_demand() -> None:

@@ -123,6 +123,16 @@ def test_open_mode_callers_are_one_implicit_tenant_admitted_and_shed() -> None:
     assert usage.report("anonymous")[0]["shed"] == 1
 
 
+def test_an_admin_key_is_the_operators_and_is_never_shed() -> None:
+    gate, _ = _gate()
+    flooded = StubDeployment(LoadView(10**6, (0.0,), 0, ServiceFit(0.0, 0.001), 10,
+                                      share=OVER))
+    admin = gate.authenticate([(b"api-key", b"root-key")])
+    assert gate.admit(admin, flooded, 1, now=0.0) == Caller("admin")
+    gate.resize(admin, flooded, 1, 50, now=0.0)
+    assert flooded.views == []
+
+
 def test_admission_disabled_admits_everything() -> None:
     config = ServeConfig(admission={"enabled": False}, deployments=[SPEC])
     gate = TenantGate(config, UsageMeter(ServeMetrics().registry))

@@ -74,6 +74,10 @@ def load(
         256
     ),
     seed: Annotated[int, typer.Option(help="Seed of arrivals and generated payloads")] = 0,
+    retry_after: Annotated[bool, typer.Option(
+        "--retry-after", help="Closed loop: after a 429/503, wait its Retry-After "
+                              "(retry-after-ms first) before the next request, as real "
+                              "clients do")] = False,
 ) -> None:
     """Send load; report P50/P90/P99/P99.9 latency, throughput and errors by kind.
 
@@ -92,7 +96,7 @@ def load(
             url=url, model=model, protocol=protocol, concurrency=concurrency, rate_rps=rate,
             arrival=_arrival(arrival, trace), duration_s=duration, warmup_s=warmup,
             timeout_s=timeout, bodies=bodies, inputs=tuple(inputs or ()), api_key=api_key,
-            max_connections=connections, seed=seed,
+            max_connections=connections, seed=seed, honour_retry_after=retry_after,
             tenants=read_tenants(tenants) if tenants is not None else None, slo_ms=slo_ms,
             scrape_metrics=report is not None,
         )

@@ -152,10 +152,36 @@ class Connection(asyncio.Protocol):
             self._owner.on_lost(self, error)
 
 
-async def open_connection(owner: ConnectionOwner, target: Target) -> Connection:
+class RetryAfterConnection(Connection):
+    """A :class:`Connection` that also reads the answer's ``retry-after-ms`` (or
+    ``Retry-After``, seconds) header into ``retry_after_s`` (None when absent): a parser
+    callback per header, so only the engines that honour it pay for it."""
+
+    __slots__ = ("retry_after_s",)
+
+    def __init__(self, owner: ConnectionOwner) -> None:
+        self.retry_after_s: float | None = None
+        super().__init__(owner)
+
+    def on_message_begin(self) -> None:
+        self.retry_after_s = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        try:
+            if key == b"retry-after-ms":
+                self.retry_after_s = max(0.0, float(value) / 1000.0)
+            elif key == b"retry-after" and self.retry_after_s is None:
+                self.retry_after_s = max(0.0, float(value))
+        except ValueError:  # an HTTP date, or garbage: no hint
+            pass
+
+
+async def open_connection(owner: ConnectionOwner, target: Target,
+                          factory: type[Connection] = Connection) -> Connection:
     """Connect one :class:`Connection`; raises ``OSError`` when the target refuses."""
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(lambda: Connection(owner), target.host, target.port)
+    _, conn = await loop.create_connection(lambda: factory(owner), target.host, target.port)
     return conn
 
 

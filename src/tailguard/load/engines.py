@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tailguard.load.client import Connection, Target, open_connection
+from tailguard.load.client import Connection, RetryAfterConnection, Target, open_connection
 from tailguard.load.report import (
     CODE_CLOSED,
     CODE_CONNECT,
@@ -77,6 +77,7 @@ class _Engine:
         self._conns: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._handles: list[asyncio.Handle] = []
+        self._connection_type: type[Connection] = Connection
         self._sweep_handle: asyncio.Handle | None = None
         self._opened = 0
         self._connecting = 0
@@ -137,7 +138,8 @@ class _Engine:
 
     async def _connect(self) -> None:
         try:
-            conn = await asyncio.wait_for(open_connection(self, self._target), self._timeout)
+            conn = await asyncio.wait_for(
+                open_connection(self, self._target, self._connection_type), self._timeout)
         except OSError:  # refused, unreachable, or TimeoutError (an OSError too)
             self._connecting -= 1
             self._on_connect_failed()
@@ -243,6 +245,8 @@ class ClosedLoop(_Engine):
         self._stop_at = math.inf
         assert self._spec.concurrency is not None
         self._concurrency = self._spec.concurrency
+        if self._spec.honour_retry_after:
+            self._connection_type = RetryAfterConnection
 
     async def run(self) -> Recording:
         spec = self._spec
@@ -315,10 +319,24 @@ class ClosedLoop(_Engine):
         if now >= self._stop_at:
             self._stopping = True
             self._check_drained()
-        elif keep_alive:
-            self._send(conn)
-        else:
+        elif not keep_alive:
             conn.close()  # -> on_lost, which opens the next connection
+        elif isinstance(conn, RetryAfterConnection) and conn.retry_after_s and status in (
+                429, 503):
+            # A real client waits as told (not past the end of the run).
+            wait_s = min(conn.retry_after_s, self._stop_at - now)
+            self._handles.append(self._loop.call_later(wait_s, self._send_later, conn))
+        else:
+            self._send(conn)
+
+    def _send_later(self, conn: Connection) -> None:
+        if conn.lost:
+            return
+        if self._stopping or time.perf_counter() >= self._stop_at:
+            self._stopping = True
+            self._check_drained()
+        else:
+            self._send(conn)
 
     def on_lost(self, conn: Connection, error: str) -> None:
         self._on_error(conn, error)

@@ -47,7 +47,10 @@ class LoadSpec:
     requests among tenants, each sending its own key (``api_key`` then only serves the
     metadata and ``/metrics`` calls). ``slo_ms`` adds goodput and SLO attainment to the
     report. ``scrape_metrics`` reads the server's replicas and queue depth from ``/metrics``
-    every ``metrics_interval_s`` during the run.
+    every ``metrics_interval_s`` during the run. ``honour_retry_after`` (closed loop): a
+    connection refused with a ``Retry-After`` (429, 503) waits that long before its next
+    request, as real clients do (``retry-after-ms`` first, as the OpenAI client reads it);
+    without it, a refused client re-sends at once.
     """
 
     url: str = "http://127.0.0.1:8000"
@@ -68,6 +71,7 @@ class LoadSpec:
     slo_ms: float | None = None
     scrape_metrics: bool = False
     metrics_interval_s: float = 1.0
+    honour_retry_after: bool = False
 
     def __post_init__(self) -> None:
         is_open = self.rate_rps is not None or self.is_trace
@@ -102,6 +106,9 @@ class LoadSpec:
                 f"rate_rps x (warmup_s + duration_s) schedules more than {MAX_SCHEDULED:,} "
                 "requests; split the run into shorter ones"
             )
+        if self.honour_retry_after and self.concurrency is None:
+            raise ValueError("honour_retry_after is for the closed loop (concurrency): an "
+                             "open loop's arrivals do not wait for answers")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.slo_ms is not None and not (0 < self.slo_ms < math.inf):

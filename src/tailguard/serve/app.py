@@ -163,7 +163,10 @@ class Gateway:
     def _error_headers(exc: ServeError) -> list[tuple[bytes, bytes]]:
         if exc.retry_after_s is None:
             return []
-        headers = [(b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode())]
+        # Retry-After is whole seconds (RFC 9110); retry-after-ms, which the OpenAI client
+        # reads first, says when a shed request's backlog has drained to the millisecond.
+        headers = [(b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()),
+                   (b"retry-after-ms", str(max(1, math.ceil(exc.retry_after_s * 1000))).encode())]
         if exc.reason is not None:
             headers.append((b"x-tailguard-reject-reason", exc.reason.encode()))
         return headers

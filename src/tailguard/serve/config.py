@@ -143,9 +143,13 @@ def default_config() -> ServeConfig:
             DeploymentSpec(
                 # One single-threaded replica per core (up to 4) beats one multi-threaded
                 # replica: no intra-op synchronisation stalled by the gateway's own work.
+                # p99_ms 100: on a 2-vCPU machine one 5-60-token sentence alone takes 24 ms
+                # at the median and ~50 ms at P99 (replica service time; P99 55 ms end to
+                # end at 10 req/s, benchmarks/serve_minilm.py), so a 50 ms objective was
+                # missed by every policy at any load.
                 name="minilm", model="tailguard.models.minilm:MiniLM",
                 replicas=max(1, min(4, os.cpu_count() or 1)), max_batch_size=32,
-                max_wait_ms=2, timeout_ms=30_000, p99_ms=50, options={"threads": 1},
+                max_wait_ms=2, timeout_ms=30_000, p99_ms=100, options={"threads": 1},
             ),
         ]
     )

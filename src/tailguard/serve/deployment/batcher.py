@@ -64,6 +64,7 @@ class Batcher:
         self.inflight = 0  # batches running
         self.inflight_rows = 0
         self.progress = Signal()  # a batch ended or a request left the queue
+        self.last_measured_s: float | None = None  # loop time of the last measured batch
         self.stopping = False
 
     # ------------------------------------------------------------------ queue
@@ -202,7 +203,9 @@ class Batcher:
 
     def _observe_service(self, batch: list[Pending], rows: int, service_s: float) -> None:
         self._metrics.service.observe(service_s)
-        self._recorder.batch(asyncio.get_running_loop().time(), rows, service_s)
+        now = asyncio.get_running_loop().time()
+        self.last_measured_s = now
+        self._recorder.batch(now, rows, service_s)
         self._service.observe(rows, service_s)
         if self._usage is not None:
             for p in batch:

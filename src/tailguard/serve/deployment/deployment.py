@@ -156,6 +156,8 @@ class Deployment:
             batch_wait_s=self.spec.max_wait_ms / 1000.0 if queued + rows < cap else 0.0,
             share=self._fair_share(caller, cap, ready, now),
             ready_replicas=ready,
+            measured_ago_s=(None if self._batcher.last_measured_s is None
+                            else now - self._batcher.last_measured_s),
         )
 
     def _fair_share(self, caller: Caller, cap: int, ready: int, now: float) -> FairShare | None:

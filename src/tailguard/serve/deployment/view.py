@@ -30,7 +30,8 @@ class LoadView:
     ``batch_wait_s``: how long the batcher may wait for more rows before the request's batch
     (its ``max_wait_ms`` when the queue is short of a full batch, else 0). ``share``: the
     caller's place in the max-min fair split of the capacity (None while unmeasured).
-    ``ready_replicas``: replicas serving (draining ones included).
+    ``ready_replicas``: replicas serving (draining ones included). ``measured_ago_s``: since
+    the service model last measured a batch (None: never).
     """
 
     rows_ahead: int
@@ -41,6 +42,7 @@ class LoadView:
     batch_wait_s: float = 0.0
     share: FairShare | None = None
     ready_replicas: int | None = None
+    measured_ago_s: float | None = None
 
     @property
     def replicas(self) -> int:

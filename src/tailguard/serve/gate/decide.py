@@ -16,9 +16,12 @@ Checks, in order (nothing is consumed by a refused request):
 1. deadline already passed -> 504 ``deadline``;
 2. token bucket empty -> 429 ``rate_limited`` (Retry-After: when the next token arrives);
 3. at ``max_concurrency`` requests in flight -> 429 ``concurrency``;
-4. held off -> 429 ``shed`` at once: the caller was over its fair share and shed, and that
+4. no batch measured for :data:`PROBE_AFTER_S`, an idle replica and nothing ahead ->
+   admitted as a probe: it delays no one, and its batch corrects a service model that
+   predicts a miss for everything (and would otherwise shed everything, forever);
+5. held off -> 429 ``shed`` at once: the caller was over its fair share and shed, and that
    request's predicted overshoot has not passed yet (:class:`~.quotas.Hold`);
-5. deadline feasibility -> 429 ``shed``: the request would finish after ``now + fraction *
+6. deadline feasibility -> 429 ``shed``: the request would finish after ``now + fraction *
    (deadline - now)``; the fraction is per class (:class:`~.policy.AdmissionSettings`), the
    whole budget for a caller within its fair share. The finish is predicted batch by batch
    on the replicas as they free (:func:`~.finish.estimate_finish_batched`); a caller over its
@@ -42,7 +45,10 @@ from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.quotas import Hold, TokenBucket, take, within_concurrency
 from tailguard.serve.gate.tenants import Priority
 
-__all__ = ["AdmissionRequest", "Decision", "RejectReason", "decide", "predict_finish"]
+__all__ = ["PROBE_AFTER_S", "AdmissionRequest", "Decision", "RejectReason", "decide",
+           "predict_finish"]
+
+PROBE_AFTER_S = 1.0  # with no batch measured for this long, an idle replica takes a probe
 
 
 class RejectReason(StrEnum):
@@ -148,6 +154,13 @@ def decide(request: AdmissionRequest, view: LoadView, hold: Hold | None,
                  else settings.default_retry_after_s)
         return Decision(False, RejectReason.CONCURRENCY, settings.clamp_retry(retry),
                         request.bucket, hold, counts_demand=False)
+    if (view.measured_ago_s is not None and view.measured_ago_s >= PROBE_AFTER_S
+            and view.rows_ahead <= 0 and 0.0 in view.replica_free_in_s):
+        # Nothing measured for a while, an idle replica and nothing ahead: run this one as a
+        # probe, whatever the fit predicts. It delays no one, and a fit that predicts a miss
+        # for everything would otherwise shed everything, forever: shed requests make no
+        # batch to correct it.
+        return Decision(True, bucket=taken, hold=None)
     if hold is not None and hold.holds(request.rows, now):
         # The backlog that shed this caller's last request cannot have drained yet: shed
         # this one too, without predicting again — under a flood, most requests end here.

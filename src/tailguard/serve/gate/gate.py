@@ -99,7 +99,10 @@ class TenantGate:
               now: float) -> Caller:
         """Admit one request (the caller must :meth:`release` it) or raise 429."""
         caller = principal.caller()
-        if self.settings.enabled:
+        # An admin key is the operator's (capacity probes, chaos, the restart route): never
+        # shed. In open mode everyone holds those rights, and everyone is admitted.
+        operator = principal.admin and not principal.open
+        if self.settings.enabled and not operator:
             tenant = principal.tenant
             if caller.tenant not in self._buckets:
                 self._buckets[caller.tenant] = (None if tenant is None
@@ -117,7 +120,8 @@ class TenantGate:
         """A request admitted as ``admitted_rows`` rows (before its body was read) turned out
         to hold ``rows``: judge its deadline again at that size, or raise 429 ``shed``. Its
         quotas (token, concurrency slot) were taken at admission and stay so."""
-        if not self.settings.enabled or rows <= admitted_rows:
+        if not self.settings.enabled or rows <= admitted_rows or (
+                principal.admin and not principal.open):
             return
         caller = principal.caller()
         request = AdmissionRequest(caller.priority,
