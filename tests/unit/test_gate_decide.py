@@ -4,8 +4,6 @@ No deployment, no gate, no private attribute: a hand-built :class:`LoadView` per
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +11,13 @@ from hypothesis import strategies as st
 from tailguard.serve.deployment.demand import FairShare
 from tailguard.serve.deployment.estimates import ServiceFit
 from tailguard.serve.deployment.view import LoadView
-from tailguard.serve.gate.decide import PROBE_AFTER_S, AdmissionRequest, RejectReason, decide
+from tailguard.serve.gate.decide import (
+    PROBE_AFTER_S,
+    AdmissionRequest,
+    RejectReason,
+    decide,
+    surely_admitted,
+)
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.quotas import Hold, TokenBucket
 from tailguard.serve.gate.tenants import Priority
@@ -75,7 +79,7 @@ def test_lower_classes_are_shed_first(rows_ahead: int, expected: dict[Priority, 
 
 
 def test_a_caller_within_its_share_gets_its_whole_budget_and_no_hold() -> None:
-    within = replace(OVER, within=True, demand_rows_per_s=10.0)
+    within = OVER._replace(within=True, demand_rows_per_s=10.0)
     assert not decide(request(), view(70, share=OVER), None, SETTINGS, 0.0).admitted
     assert decide(request(), view(70, share=within), None, SETTINGS, 0.0).admitted  # 80 ms
     d = decide(request(), view(120, share=within), None, SETTINGS, 0.0)  # 130 ms: misses
@@ -103,12 +107,12 @@ def test_a_stale_fit_gets_a_probe_on_an_idle_replica() -> None:
     # The fit predicts 117 ms for one row against a 50 ms objective (a slow first batch,
     # say): every request is shed, so no batch would ever correct it.
     slow = view(fixed_s=0.110, per_row_s=0.007, share=OVER)
-    fresh = replace(slow, measured_ago_s=0.2)
+    fresh = slow._replace(measured_ago_s=0.2)
     assert decide(request(budget_s=0.05), fresh, None, SETTINGS, 0.0).reason is RejectReason.SHED
-    stale = replace(slow, measured_ago_s=PROBE_AFTER_S)
+    stale = slow._replace(measured_ago_s=PROBE_AFTER_S)
     d = decide(request(budget_s=0.05), stale, Hold(1.0, 1), SETTINGS, 0.0)
     assert d.admitted and d.hold is None  # nothing is queued: the hold's backlog is gone
-    for busy in (replace(stale, replica_free_in_s=(0.01,)), replace(stale, rows_ahead=1)):
+    for busy in (stale._replace(replica_free_in_s=(0.01,)), stale._replace(rows_ahead=1)):
         assert decide(request(budget_s=0.05), busy, None, SETTINGS, 0.0).reason is \
             RejectReason.SHED  # a probe would delay someone: the prediction decides
 
@@ -161,12 +165,12 @@ def test_a_request_is_not_charged_for_rows_riding_in_its_own_batch() -> None:
 def test_a_caller_over_its_share_has_only_its_part_of_each_batch() -> None:
     # 40 rows ahead, 32-row batches (32 ms, 1000 rows/s). A quarter of the rate for this
     # caller: its 40 rows take 5 batches of which it has 8 rows each, then its own.
-    quarter = replace(OVER, rows_per_s=250.0)
+    quarter = OVER._replace(rows_per_s=250.0)
     full = decide(request(budget_s=1.0), view(40, cap=32), None, SETTINGS, 0.0)
     part = decide(request(budget_s=1.0), view(40, cap=32, share=quarter), None, SETTINGS, 0.0)
     assert full.predicted_finish_s == pytest.approx(2 * 0.032)
     assert part.predicted_finish_s == pytest.approx(5 * 0.032 + 0.032)
-    starved = replace(OVER, rows_per_s=0.0)
+    starved = OVER._replace(rows_per_s=0.0)
     assert decide(request(budget_s=1.0), view(40, cap=32, share=starved), None, SETTINGS,
                   0.0).reason is RejectReason.SHED
 
@@ -212,7 +216,7 @@ _views = st.builds(
     per_row_s=st.floats(1e-5, 0.01),
     cap=st.integers(1, 64),
     free_in=st.lists(st.floats(0.0, 0.2), min_size=1, max_size=6).map(tuple),
-    share=st.sampled_from([None, OVER, replace(OVER, rows_per_s=300.0)]),
+    share=st.sampled_from([None, OVER, OVER._replace(rows_per_s=300.0)]),
 )
 
 
@@ -236,5 +240,37 @@ def test_admitted_fits_its_fraction_and_a_longer_queue_never_admits_more(
         assert d.predicted_finish_s is not None
         assert d.predicted_finish_s <= fraction * budget_s + 1e-12
     else:
-        longer = replace(v, rows_ahead=v.rows_ahead + more)
+        longer = v._replace(rows_ahead=v.rows_ahead + more)
         assert not decide(request(priority, budget_s), longer, None, SETTINGS, 0.0).admitted
+
+
+@FAST
+@given(v=_views, queued_extra=st.integers(0, 200), rows=st.integers(1, 80),
+       wait_s=st.floats(0.0, 0.01), budget_s=st.floats(0.001, 2.0),
+       priority=st.sampled_from(list(Priority.by_rank())))
+def test_the_shortcut_admits_only_what_decide_admits(
+        v: LoadView, queued_extra: int, rows: int, wait_s: float, budget_s: float,
+        priority: Priority) -> None:
+    # The gate's shortcut (a bound from the queue's length and the last replica to free)
+    # for a caller alone on its deployment: it drains at the full rate (within its share,
+    # or over it with all the capacity).
+    from tailguard.serve.gate.finish import finish_bound
+
+    assert v.service is not None
+    v = v._replace(share=None if v.share is None else OVER._replace(rows_per_s=1e9),
+                   batch_wait_s=wait_s)
+    req = request(priority, budget_s, rows=rows)
+    bound = finish_bound(v.service, max(v.replica_free_in_s), v.rows_ahead + queued_extra,
+                         rows, v.batch_rows, wait_s)
+    if surely_admitted(req, bound, SETTINGS, 0.0):
+        assert decide(req, v, None, SETTINGS, 0.0).admitted
+
+
+def test_the_shortcut_needs_no_quota_and_a_bound_within_the_tightest_fraction() -> None:
+    assert surely_admitted(request(), 0.06, SETTINGS, 0.0)  # 60 ms <= 65% of 100 ms
+    assert not surely_admitted(request(), 0.07, SETTINGS, 0.0)  # within 100 ms: decide
+    assert not surely_admitted(request(), None, SETTINGS, 0.0)  # no bound: decide
+    bucket = TokenBucket.full(10.0, 2.0, 0.0)
+    assert not surely_admitted(request(bucket=bucket), 0.0, SETTINGS, 0.0)  # take a token
+    assert not surely_admitted(request(max_concurrency=4), 0.0, SETTINGS, 0.0)
+    assert surely_admitted(request(CRIT), 10.0, SETTINGS, 0.0)  # never shed by prediction

@@ -38,6 +38,9 @@ class StubDeployment:
     def name(self) -> str:
         return self.spec.name
 
+    def finish_bound_s(self, caller: Caller, rows: int, now: float) -> float | None:
+        return None  # never the shortcut: every request goes through decide
+
     def load_view(self, caller: Caller, rows: int, now: float) -> LoadView:
         self.views.append((caller, rows))
         return self.view

@@ -27,7 +27,7 @@ served::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tailguard.serve.gate.tenants import Priority
 
@@ -36,8 +36,7 @@ __all__ = ["Demand", "FairShare"]
 _IDLE_ROWS_PER_S = 1e-3  # below this a tenant no longer counts as asking
 
 
-@dataclass(frozen=True, slots=True)
-class FairShare:
+class FairShare(NamedTuple):
     """A tenant's place in the max-min fair allocation of a deployment's capacity.
 
     ``within``: its demand fits its allocation, up to the :class:`Demand`'s ``tolerance`` (the
@@ -113,6 +112,11 @@ class Demand:
     def served_rows_per_s(self, priority: Priority, tenant: str, now: float) -> float:
         t = self._tenants.get((priority.rank, tenant))
         return 0.0 if t is None else t.served.decayed(now, self.tau_s) / self.tau_s
+
+    def alone(self, priority: Priority, tenant: str) -> bool:
+        """True when no other tenant has ever asked anything of this deployment."""
+        tenants = self._tenants
+        return len(tenants) == 0 or (len(tenants) == 1 and (priority.rank, tenant) in tenants)
 
     def share(self, priority: Priority, tenant: str, *, weight: float,
               capacity_rows_per_s: float, now: float) -> FairShare:

@@ -26,6 +26,7 @@ from tailguard.serve.deployment.slots import Pending, Slot, SlotState
 from tailguard.serve.deployment.supervisor import RESTART_BACKOFF_MAX_S, Supervisor
 from tailguard.serve.deployment.view import LoadView
 from tailguard.serve.errors import Unavailable
+from tailguard.serve.gate.finish import finish_bound
 from tailguard.serve.gate.identity import OPEN_CALLER, Caller
 from tailguard.serve.loader import ModelSignature
 from tailguard.serve.replicas.backend import ReplicaBackend
@@ -35,6 +36,10 @@ __all__ = ["Deployment"]
 
 BUSY_RETRY_AFTER_S = 1.0  # Retry-After of a full queue or a deployment shutting down
 RESTART_TIMEOUT_S = 300.0  # a rolling restart waits this long for each replica to come back
+# A caller's fair share is recomputed at most this often: demand moves on a 0.5 s time
+# constant, and at thousands of requests a second recomputing it per request was a third of
+# admission's cost.
+SHARE_REFRESH_S = 0.005
 
 
 class Deployment:
@@ -67,6 +72,8 @@ class Deployment:
                                       self._no_replica, self._batcher.wake)
         self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
         self._accepting = True
+        # (class rank, tenant) -> (computed at, capacity shared, share)
+        self._shares: dict[tuple[int, str], tuple[float, float, FairShare]] = {}
 
     # ----------------------------------------------------------------- status
     @property
@@ -160,14 +167,44 @@ class Deployment:
                             else now - self._batcher.last_measured_s),
         )
 
+    def finish_bound_s(self, caller: Caller, rows: int, now: float) -> float | None:
+        """An upper bound on the seconds :func:`~tailguard.serve.gate.decide.predict_finish`
+        would predict for this request, from what costs nothing to read, or None when there
+        is none: nothing measured, no replica taking batches, or another caller has asked
+        (a caller over its share then drains at less than the full rate). Every queued row
+        counts as ahead of it, every batch ahead runs after the last replica frees, and the
+        batcher always waits ``max_wait_ms``."""
+        fit = self._service.fit
+        if fit is None or not self._demand.alone(caller.priority, caller.tenant):
+            return None
+        latest = -1.0
+        for slot in self._supervisor.slots:
+            if slot.state is SlotState.READY and not slot.draining:
+                left_s = 0.0
+                if slot.busy:
+                    left_s = max(0.0, fit.seconds(slot.batch_rows) - (now - slot.busy_since))
+                latest = max(latest, left_s)
+        if latest < 0:
+            return None
+        return finish_bound(fit, latest, self._queue.rows, rows, self.batch_rows_cap(),
+                            self.spec.max_wait_ms / 1000.0)
+
     def _fair_share(self, caller: Caller, cap: int, ready: int, now: float) -> FairShare | None:
         """Where the caller's recent demand stands in the max-min fair split of the capacity
         (full batches on every ready replica, or what they are measured to serve)."""
         rate = self._service.rows_per_s(cap)
         if rate is None or ready == 0:
             return None
-        return self._demand.share(caller.priority, caller.tenant, weight=caller.weight,
-                                  capacity_rows_per_s=rate * ready, now=now)
+        capacity = rate * ready
+        key = (caller.priority.rank, caller.tenant)
+        cached = self._shares.get(key)
+        if cached is not None and 0 <= now - cached[0] < SHARE_REFRESH_S and (
+                cached[1] == capacity):
+            return cached[2]
+        share = self._demand.share(caller.priority, caller.tenant, weight=caller.weight,
+                                   capacity_rows_per_s=capacity, now=now)
+        self._shares[key] = (now, capacity, share)
+        return share
 
     def note_demand(self, caller: Caller, rows: int, now: float) -> None:
         """Count a request's rows in its caller's demand (admitted or shed)."""

@@ -9,7 +9,7 @@ pure :func:`~tailguard.serve.gate.decide.decide` judges it. A test builds one by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tailguard.serve.deployment.demand import FairShare
 from tailguard.serve.deployment.estimates import ServiceFit
@@ -17,8 +17,7 @@ from tailguard.serve.deployment.estimates import ServiceFit
 __all__ = ["LoadView"]
 
 
-@dataclass(frozen=True, slots=True)
-class LoadView:
+class LoadView(NamedTuple):
     """A deployment's load for one request, measured just now.
 
     ``rows_ahead``: queued rows served before a request of the caller's class and tenant (see
@@ -31,7 +30,8 @@ class LoadView:
     (its ``max_wait_ms`` when the queue is short of a full batch, else 0). ``share``: the
     caller's place in the max-min fair split of the capacity (None while unmeasured).
     ``ready_replicas``: replicas serving (draining ones included). ``measured_ago_s``: since
-    the service model last measured a batch (None: never).
+    the service model last measured a batch (None: never). A named tuple: one is built per
+    request, and a frozen dataclass takes twice as long to build.
     """
 
     rows_ahead: int

@@ -36,8 +36,8 @@ ones do, since a caller turned away for load is still asking.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from tailguard.serve.deployment.view import LoadView
 from tailguard.serve.gate.finish import estimate_finish, estimate_finish_batched
@@ -46,7 +46,7 @@ from tailguard.serve.gate.quotas import Hold, TokenBucket, take, within_concurre
 from tailguard.serve.gate.tenants import Priority
 
 __all__ = ["PROBE_AFTER_S", "AdmissionRequest", "Decision", "RejectReason", "decide",
-           "predict_finish"]
+           "predict_finish", "surely_admitted"]
 
 PROBE_AFTER_S = 1.0  # with no batch measured for this long, an idle replica takes a probe
 
@@ -67,8 +67,7 @@ _STATUS = {
 _QUOTA_REASONS = frozenset({RejectReason.RATE_LIMITED, RejectReason.CONCURRENCY})
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
+class AdmissionRequest(NamedTuple):
     """One request as admission sees it. ``deadline_s`` is its SLO deadline, absolute, on
     the clock of ``now``. ``bucket`` (None: no rate limit), ``inflight`` (the caller's
     requests admitted and not yet answered) and ``max_concurrency`` are its quotas; a request
@@ -82,8 +81,7 @@ class AdmissionRequest:
     max_concurrency: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of :func:`decide`, with the state to store back.
 
     ``bucket``: the caller's bucket (a token taken only if admitted). ``hold``: the caller's
@@ -97,7 +95,7 @@ class Decision:
     bucket: TokenBucket | None = None
     hold: Hold | None = None
     counts_demand: bool = True
-    predicted_finish_s: float | None = field(default=None, compare=False)
+    predicted_finish_s: float | None = None
 
     @property
     def status(self) -> int | None:
@@ -132,6 +130,21 @@ def predict_finish(request: AdmissionRequest, view: LoadView, now: float) -> flo
     before = int(min(1e9, fill // per_batch)) if per_batch > 1e-9 else 10**9
     return estimate_finish_batched(now, view.replica_free_in_s, before, full_s, own_s,
                                    batch_wait_s=view.batch_wait_s)
+
+
+def surely_admitted(request: AdmissionRequest, bound_s: float | None,
+                    settings: AdmissionSettings, now: float) -> bool:
+    """True when :func:`decide` is sure to admit ``request``, without a view: no quota and no
+    hold apply (the caller checks), and ``bound_s``, an upper bound on its predicted finish
+    (``Deployment.finish_bound_s``), fits the tightest share of its budget that a request of
+    its class may be given. Admission's shortcut at light load: the same outcome as
+    ``decide``, at a tenth of the cost."""
+    if bound_s is None or request.bucket is not None or request.max_concurrency is not None:
+        return False
+    fraction = settings.shed_fraction(request.priority)
+    if fraction is None:
+        return now < request.deadline_s
+    return bound_s <= fraction * (request.deadline_s - now)
 
 
 def decide(request: AdmissionRequest, view: LoadView, hold: Hold | None,

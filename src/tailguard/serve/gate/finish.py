@@ -10,10 +10,27 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
-__all__ = ["FLUID_AFTER_BATCHES", "estimate_finish", "estimate_finish_batched"]
+__all__ = ["FLUID_AFTER_BATCHES", "estimate_finish", "estimate_finish_batched", "finish_bound"]
 
 FLUID_AFTER_BATCHES = 64  # per replica: beyond this many batches ahead, the fluid mean
+
+
+class _Fit(Protocol):
+    def seconds(self, rows: int) -> float: ...
+
+
+def finish_bound(fit: _Fit, latest_free_s: float, queued_rows: int, rows: int, cap: int,
+                 batch_wait_s: float) -> float:
+    """An upper bound on the seconds :func:`estimate_finish_batched` gives a request of
+    ``rows`` rows, for a caller that drains at the full rate: every queued row is ahead of
+    it, every batch ahead runs after the replica that frees last (``latest_free_s``), its
+    own batch is as full as the queue makes it, and the batcher waits ``batch_wait_s``."""
+    cap = max(1, cap)
+    before = (queued_rows + min(max(1, rows), cap) - 1) // cap
+    own = fit.seconds(max(rows, min(cap, queued_rows + rows)))
+    return latest_free_s + before * fit.seconds(cap) + batch_wait_s + own
 
 
 def estimate_finish(

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.errors import DeadlineExceeded, Forbidden, TooManyRequests, Unauthorized
-from tailguard.serve.gate.decide import AdmissionRequest, Decision, RejectReason, decide
+from tailguard.serve.gate.decide import (
+    AdmissionRequest,
+    Decision,
+    RejectReason,
+    decide,
+    surely_admitted,
+)
 from tailguard.serve.gate.identity import OPEN, Caller, Principal, api_key_from_headers
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.quotas import Hold, TokenBucket, initial_bucket
@@ -35,13 +41,15 @@ __all__ = ["Admissible", "TenantGate"]
 
 
 class Admissible(Protocol):
-    """What the gate reads of a deployment: one view of its load, and the demand it writes
-    back (:class:`~tailguard.serve.deployment.Deployment` is one)."""
+    """What the gate reads of a deployment: one view of its load (or, first, a bound that
+    makes the view needless), and the demand it writes back
+    (:class:`~tailguard.serve.deployment.Deployment` is one)."""
 
     @property
     def name(self) -> str: ...
     @property
     def spec(self) -> DeploymentSpec: ...
+    def finish_bound_s(self, caller: Caller, rows: int, now: float) -> float | None: ...
     def load_view(self, caller: Caller, rows: int, now: float) -> LoadView: ...
     def note_demand(self, caller: Caller, rows: int, now: float) -> None: ...
 
@@ -65,6 +73,7 @@ class TenantGate:
         self._buckets: dict[str, TokenBucket | None] = {}
         self._inflight: dict[str, int] = defaultdict(int)
         self._holds: dict[tuple[str, str], Hold] = {}  # (caller, deployment) -> hold-off
+        self._budgets: dict[tuple[str, str], float] = {}  # (caller, deployment) -> SLO, s
 
     # ---------------------------------------------------------------- who and what
     def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
@@ -108,7 +117,7 @@ class TenantGate:
                 self._buckets[caller.tenant] = (None if tenant is None
                                                 else initial_bucket(tenant, now))
             request = AdmissionRequest(
-                caller.priority, self._deadline(tenant, deployment, now), rows,
+                caller.priority, now + self._budget(caller, tenant, deployment), rows,
                 bucket=self._buckets[caller.tenant], inflight=self._inflight[caller.tenant],
                 max_concurrency=None if tenant is None else tenant.max_concurrency)
             self._apply(caller, deployment, request, rows, now, quotas=True)
@@ -124,28 +133,39 @@ class TenantGate:
                 principal.admin and not principal.open):
             return
         caller = principal.caller()
-        request = AdmissionRequest(caller.priority,
-                                   self._deadline(principal.tenant, deployment, now), rows)
+        request = AdmissionRequest(
+            caller.priority, now + self._budget(caller, principal.tenant, deployment), rows)
         self._apply(caller, deployment, request, rows - admitted_rows, now, quotas=False)
 
     def release(self, caller: Caller) -> None:
         self._inflight[caller.tenant] -= 1
 
     # ---------------------------------------------------------------- internals
-    @staticmethod
-    def _deadline(tenant: TenantSpec | None, deployment: Admissible, now: float) -> float:
-        spec = deployment.spec
-        slo_ms = (tenant.p99_ms if tenant is not None else None) or spec.p99_ms
-        return now + (slo_ms or spec.timeout_ms) / 1000.0
+    def _budget(self, caller: Caller, tenant: TenantSpec | None,
+                deployment: Admissible) -> float:
+        """Seconds of the caller's objective on ``deployment``: the tenant's ``p99_ms``, else
+        the deployment's, else its timeout (specs never change: kept once computed)."""
+        key = (caller.tenant, deployment.name)
+        budget = self._budgets.get(key)
+        if budget is None:
+            spec = deployment.spec
+            slo_ms = (tenant.p99_ms if tenant is not None else None) or spec.p99_ms
+            budget = self._budgets[key] = (slo_ms or spec.timeout_ms) / 1000.0
+        return budget
 
     def _apply(self, caller: Caller, deployment: Admissible, request: AdmissionRequest,
                new_rows: int, now: float, *, quotas: bool) -> None:
         """Decide on ``request`` and store what the decision hands back; ``new_rows`` of its
         rows are not yet counted in the caller's demand. Raises 429 when refused."""
         key = (caller.tenant, deployment.name)
+        hold = self._holds.get(key) if quotas else None
+        if hold is None and surely_admitted(
+                request, deployment.finish_bound_s(caller, request.rows, now), self.settings,
+                now):
+            deployment.note_demand(caller, new_rows, now)  # what decide would hand back
+            return
         view = deployment.load_view(caller, request.rows, now)
-        decision = decide(request, view, self._holds.get(key) if quotas else None,
-                          self.settings, now)
+        decision = decide(request, view, hold, self.settings, now)
         if quotas:
             self._buckets[caller.tenant] = decision.bucket
         if decision.hold is not None:

@@ -45,12 +45,13 @@ class Principal:
     def caller(self) -> Caller:
         tenant = self.tenant
         if tenant is None:
-            return Caller(self.id)
+            return _IMPLICIT[self.id]
         return Caller(tenant.id, tenant.priority, tenant.weight)
 
 
 OPEN = Principal(None, admin=True, open=True)
 OPEN_CALLER = Caller()
+_IMPLICIT = {ANONYMOUS: OPEN_CALLER, ADMIN: Caller(ADMIN)}
 
 
 def api_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
