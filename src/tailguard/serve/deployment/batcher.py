@@ -35,6 +35,7 @@ log = logging.getLogger("tailguard.serve")
 MAX_DISPATCHES = 2  # a request runs at most twice: its first try and one retry
 HANG_GRACE_S = 5.0  # a batch running this long past its last deadline means a hung replica
 RETRY_AFTER_S = 1.0  # Retry-After of a request whose replica died under it, twice
+KILL_NOW_S = 0.0  # a hung replica's stop: no grace, it answers nothing
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -182,7 +183,7 @@ class Batcher:
             except TimeoutError:
                 log.error("replica %s (pid %s) hung for %.1f s on one batch; killing it",
                           handle.name, handle.pid, hang_after)
-                await handle.stop(timeout_s=0.0)
+                await handle.stop(timeout_s=KILL_NOW_S)
                 self._retry_or_fail(batch)
                 return
             finally:

@@ -211,7 +211,7 @@ class FairQueue(Generic[T]):
     def rows_ahead_by_class(self) -> dict[Priority, int]:
         """Per class: queued rows of that class and every higher one (tenant-blind, pessimistic).
 
-        O(1); what an :class:`~tailguard.serve.admission.AdmissionSnapshot` carries.
+        O(1); tenant-blind: admission reads the tenant-aware :meth:`rows_ahead`.
         """
         out: dict[Priority, int] = {}
         total = sum(self._front_rows)
