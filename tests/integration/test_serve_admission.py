@@ -38,3 +38,21 @@ def test_a_flood_without_tenants_is_shed_fast_and_the_admitted_meet_the_objectiv
     assert refused["p99"] is not None and refused["p99"] < 25.0, refused  # at the door
     status = server.deployment("sleep")
     assert status["batch_rows_cap"] == 7, status["service_model"]
+
+
+def test_a_closed_loop_that_honours_retry_after_waits_as_told(
+        start_server) -> None:  # type: ignore[no-untyped-def]
+    # A tenant limited to 5 req/s: each 429 says when the next token comes (200 ms, in
+    # retry-after-ms). A client that waits as told sends ~2 requests per token; one that
+    # does not re-sends at once, hundreds of times a second.
+    server: ServerProcess = start_server({
+        "tenants": [{"id": "t", "api_keys": ["t-key"], "rate_limit_rps": 5, "burst": 1}],
+        "deployments": [{"name": "sleep", "model": "tailguard.models.sleep:Sleep",
+                         "options": {"sleep_ms": 1}}]}).wait_ready()
+    common = {"model": "sleep", "concurrency": 1, "duration_s": 2.0, "bodies": (_body(),),
+              "api_key": "t-key"}
+    polite = run_load(LoadSpec(server.url, honour_retry_after=True, **common))
+    assert 8 <= polite.ok <= 14, polite  # 1 burst + 5/s for 2 s
+    assert polite.errors.get("http_429", 0) <= 2 * polite.ok, polite
+    rude = run_load(LoadSpec(server.url, **common))
+    assert rude.errors["http_429"] > 10 * polite.errors.get("http_429", 1), rude

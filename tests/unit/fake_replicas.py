@@ -46,6 +46,9 @@ class FakeReplica:
         self._closed = asyncio.get_running_loop().create_future()
         if self._backend.fail_setup:
             raise ReplicaDied("setup failed on purpose")
+        gate = self._backend.hold_start.get(self.index)
+        if gate is not None:
+            await gate.wait()  # this replica's setup takes until the test lets it go
         self._model = instantiate(self._spec)
         self._model.setup()
         self._backend.started.append(self)
@@ -91,6 +94,7 @@ class FakeBackend:
         self.delay_s = delay_s
         self.fail_setup = fail_setup
         self.started: list[FakeReplica] = []
+        self.hold_start: dict[int, asyncio.Event] = {}  # slot index -> setup finishes on set
 
     def create(self, spec: DeploymentSpec, index: int) -> FakeReplica:
         return FakeReplica(spec, index, self)

@@ -207,3 +207,21 @@ def test_hung_replica_is_killed_and_restarted(monkeypatch: pytest.MonkeyPatch) -
         assert (await dep.infer(_rows([2]), 1, ((1,),)))["y"].item() == 2.0
         await dep.stop(1.0)
     asyncio.run(main())
+
+
+def test_rolling_restart_restarts_every_replica_even_one_still_starting() -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        backend.hold_start[1] = asyncio.Event()  # the second replica is slow to start
+        dep = _deployment(backend, replicas=2)
+        await dep.start()
+        await _until(lambda: dep.ready_replicas == 1)  # "ready" as the gateway sees it
+        restart = asyncio.ensure_future(dep.restart(timeout_s=5.0))
+        await _until(lambda: len(backend.started) == 2)  # the first one is back
+        assert not restart.done()  # waiting for the starting one, not skipping it
+        backend.hold_start[1].set()
+        assert await restart == 2
+        assert len(backend.started) == 4  # both started, both started afresh
+        assert all(s.restarts == 1 for s in dep.slots) and dep.ready_replicas == 2
+        await dep.stop(1.0)
+    asyncio.run(main())

@@ -200,8 +200,7 @@ class Supervisor:
             planned, slot.restart_requested = slot.restart_requested, False
             slot.mark(SlotState.RESTARTING)
             slot.restarts += 1
-            if not planned:
-                self._metrics.restarts.inc()
+            self._metrics.restarts.inc()
             with contextlib.suppress(Exception):
                 await handle.stop(timeout_s=DEAD_STOP_TIMEOUT_S)
             if not planned:
