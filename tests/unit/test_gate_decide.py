@@ -107,12 +107,14 @@ def test_a_stale_fit_gets_a_probe_on_an_idle_replica() -> None:
     # The fit predicts 117 ms for one row against a 50 ms objective (a slow first batch,
     # say): every request is shed, so no batch would ever correct it.
     slow = view(fixed_s=0.110, per_row_s=0.007, share=OVER)
-    fresh = slow._replace(measured_ago_s=0.2)
+    fresh = slow._replace(probed_ago_s=0.2)
     assert decide(request(budget_s=0.05), fresh, None, SETTINGS, 0.0).reason is RejectReason.SHED
-    stale = slow._replace(measured_ago_s=PROBE_AFTER_S)
+    stale = slow._replace(probed_ago_s=PROBE_AFTER_S)
     d = decide(request(budget_s=0.05), stale, Hold(1.0, 1), SETTINGS, 0.0)
-    assert d.admitted and d.hold is None  # nothing is queued: the hold's backlog is gone
-    for busy in (stale._replace(replica_free_in_s=(0.01,)), stale._replace(rows_ahead=1)):
+    assert d.admitted and d.probe and d.hold is None  # nothing queued: the backlog is gone
+    overrun = stale._replace(idle_replicas=0)  # its batch ran past the prediction: not idle
+    for busy in (stale._replace(replica_free_in_s=(0.01,)), stale._replace(rows_ahead=1),
+                 overrun):
         assert decide(request(budget_s=0.05), busy, None, SETTINGS, 0.0).reason is \
             RejectReason.SHED  # a probe would delay someone: the prediction decides
 

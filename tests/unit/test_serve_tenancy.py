@@ -33,6 +33,7 @@ class StubDeployment:
     spec: DeploymentSpec = SPEC
     asked: list[tuple[str, int]] = field(default_factory=list)
     views: list[tuple[Caller, int]] = field(default_factory=list)
+    probes: list[float] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -47,6 +48,9 @@ class StubDeployment:
 
     def note_demand(self, caller: Caller, rows: int, now: float) -> None:
         self.asked.append((caller.tenant, rows))
+
+    def note_probe(self, now: float) -> None:
+        self.probes.append(now)
 
 
 def _gate(tenants: bool = True, **tenant: object) -> tuple[TenantGate, UsageMeter]:
@@ -134,6 +138,32 @@ def test_an_admin_key_is_the_operators_and_is_never_shed() -> None:
     assert gate.admit(admin, flooded, 1, now=0.0) == Caller("admin")
     gate.resize(admin, flooded, 1, 50, now=0.0)
     assert flooded.views == []
+
+
+def test_a_probe_is_noted_once_so_a_burst_is_not_waved_through() -> None:
+    gate, _ = _gate(tenants=False)
+    who = gate.authenticate([])
+    stale = StubDeployment(LoadView(0, (0.0,), 0, ServiceFit(0.2, 0.0), 10, share=OVER,
+                                    idle_replicas=1, probed_ago_s=5.0))
+    gate.admit(who, stale, 1, now=10.0)  # 200 ms predicted, 65 ms allowed: a probe
+    assert stale.probes == [10.0]
+    stale.view = stale.view._replace(probed_ago_s=0.0)  # the deployment noted it
+    with pytest.raises(TooManyRequests):
+        gate.admit(who, stale, 1, now=10.0)
+
+
+def test_an_admin_key_on_an_open_server_is_the_operators_too() -> None:
+    config = ServeConfig(admin_api_keys=("root-key",), deployments=[SPEC])
+    gate = TenantGate(config, UsageMeter(ServeMetrics().registry))
+    assert gate.authenticate([]).id == "anonymous"
+    assert gate.authenticate(_key("wrong")).id == "anonymous"  # open: anyone may call
+    admin = gate.authenticate(_key("root-key"))
+    assert admin.id == "admin" and not admin.open
+    flooded = StubDeployment(LoadView(10**6, (0.0,), 0, ServiceFit(0.0, 0.001), 10,
+                                      share=OVER))
+    gate.admit(admin, flooded, 1, now=0.0)  # never shed
+    with pytest.raises(ValueError, match="reserved"):
+        ServeConfig(tenants=[{"id": "admin", "api_keys": ["k"]}], deployments=[SPEC])
 
 
 def test_admission_disabled_admits_everything() -> None:

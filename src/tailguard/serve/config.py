@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tailguard.autoscale.spec import AutoscalingSpec
 from tailguard.names import NAME_RE
+from tailguard.serve.gate.identity import RESERVED_IDS
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.tenants import TenantSpec, hash_api_key
 
@@ -48,7 +49,7 @@ class DeploymentSpec(BaseModel):
     max_wait_ms: float = Field(2.0, ge=0, le=10_000, description="wait for more rows, at most")
     timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
     p99_ms: float | None = Field(None, gt=0, description="latency objective (SLO)")
-    batch_slo_fraction: float = Field(
+    batch_slo_share: float = Field(
         0.7, gt=0, le=1,
         description="with p99_ms: the share of it that waiting for the next free replica and "
                     "running one's own batch may take, s(k) * (1 + 1/replicas) <= fraction * "
@@ -77,6 +78,17 @@ class DeploymentSpec(BaseModel):
         if not NAME_RE.match(value):
             raise ValueError(f"deployment name {value!r}: use letters, digits, '_', '.', '-'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "batch_slo_fraction" in data:
+            raise ValueError(
+                "batch_slo_fraction (one batch's share of p99_ms) is now batch_slo_share: the "
+                "share of p99_ms that waiting for a replica plus one's own batch may take, "
+                "s(k) * (1 + 1/replicas) <= share * p99_ms; the old 0.35 is 0.7 with one "
+                "replica")
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DeploymentSpec:
@@ -123,6 +135,9 @@ class ServeConfig(BaseModel):
         if not self.deployments:
             raise ValueError("a serve config needs at least one deployment")
         for tenant in self.tenants:
+            if tenant.id in RESERVED_IDS:
+                raise ValueError(f"tenant id {tenant.id!r} is reserved for the implicit "
+                                 f"callers ({', '.join(sorted(RESERVED_IDS))}): pick another")
             unknown = sorted(set(tenant.deployments) - set(names) - {"*"})
             if unknown:
                 raise ValueError(f"tenant {tenant.id!r} names unknown deployment(s) {unknown}")

@@ -15,7 +15,7 @@ Three published answers, and what we took from each:
 tailguard's rule, :func:`batch_cap`:
 
 1. **The SLO size** (Nexus, generalised to ``R`` replicas): the largest ``k`` whose own batch
-   plus the wait for the next free replica fits ``batch_slo_fraction`` of the objective,
+   plus the wait for the next free replica fits ``batch_slo_share`` of the objective,
    ``s(k) * (1 + 1/R) <= fraction * p99``. With one replica and the default 0.7 this is the
    0.35 of the objective measured best on ``benchmarks/noisy_neighbor.py``; with two it is
    0.47. Admission (Clockwork's role) then admits only what this size can finish in time.

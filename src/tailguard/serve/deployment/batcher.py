@@ -91,6 +91,11 @@ class Batcher:
             f"deployment {self.name}: no result within the {waited_ms:.0f} ms deadline"))
         self.progress.pulse()
 
+    def forget(self, p: Pending) -> None:
+        """A queued request whose caller went away leaves the queue (a no-op once out)."""
+        if self.queue.remove(p):
+            self.progress.pulse()
+
     def fail_queued(self, error: Exception) -> None:
         while (p := self.queue.pop(0.0)) is not None:
             _fail(p, error)
@@ -104,8 +109,12 @@ class Batcher:
             self._fill.set_result(None)
 
     def _peek_live(self, now: float) -> Pending | None:
+        dropped = False
         while (p := self.queue.peek(now)) is not None and p.future.done():
             self.queue.pop(now)
+            dropped = True
+        if dropped:
+            self.progress.pulse()  # the queue may be empty now: a drain waits on it
         return p
 
     # ------------------------------------------------------------------ batches
@@ -217,10 +226,11 @@ class Batcher:
         for p in reversed(batch):
             if p.future.done():
                 continue
-            if p.dispatches >= MAX_DISPATCHES:
+            if p.dispatches >= MAX_DISPATCHES or self.stopping:
+                why = "the deployment is stopping" if self.stopping else "twice"
                 _fail(p, Unavailable(
                     f"deployment {self.name}: the replica died while running this request, "
-                    "twice", retry_after_s=RETRY_AFTER_S))
+                    f"{why}", retry_after_s=RETRY_AFTER_S))
             else:
                 self.enqueue(p, front=True)
 

@@ -91,6 +91,7 @@ class Demand:
         self.tau_s = tau_s
         self.tolerance = tolerance
         self._tenants: dict[tuple[int, str], _Tenant] = {}
+        self._askers: set[tuple[int, str]] = set()
 
     def asked(self, priority: Priority, tenant: str, *, weight: float, rows: int,
               now: float) -> None:
@@ -98,6 +99,7 @@ class Demand:
         if not 0 < weight < math.inf:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
         t = self._tenant(priority, tenant, weight, now)
+        self._askers.add((priority.rank, tenant))
         t.weight = weight
         t.asked.add(rows, now, self.tau_s)
 
@@ -114,9 +116,10 @@ class Demand:
         return 0.0 if t is None else t.served.decayed(now, self.tau_s) / self.tau_s
 
     def alone(self, priority: Priority, tenant: str) -> bool:
-        """True when no other tenant has ever asked anything of this deployment."""
-        tenants = self._tenants
-        return len(tenants) == 0 or (len(tenants) == 1 and (priority.rank, tenant) in tenants)
+        """True when no other tenant has ever asked anything of this deployment (rows served
+        to a caller outside admission, an operator's, do not count)."""
+        askers = self._askers
+        return not askers or (len(askers) == 1 and (priority.rank, tenant) in askers)
 
     def share(self, priority: Priority, tenant: str, *, weight: float,
               capacity_rows_per_s: float, now: float) -> FairShare:

@@ -61,7 +61,7 @@ class Deployment:
         self._demand = Demand()  # each caller's recent rows/s asked of this deployment
         self.batch_policy = BatchPolicy(
             spec.max_batch_size, None if spec.p99_ms is None else spec.p99_ms / 1000.0,
-            spec.batch_slo_fraction)
+            spec.batch_slo_share)
         self.recorder = LiveRecorder(service=self._service)  # the autoscaler reads it
         self._queue: FairQueue[Pending] = FairQueue(queue_config)
         self._batcher = Batcher(spec.name, self._queue, max_wait_s=spec.max_wait_ms / 1000.0,
@@ -74,6 +74,7 @@ class Deployment:
         self._accepting = True
         # (class rank, tenant) -> (computed at, capacity shared, share)
         self._shares: dict[tuple[int, str], tuple[float, float, FairShare]] = {}
+        self._last_probe_s: float | None = None
 
     # ----------------------------------------------------------------- status
     @property
@@ -137,19 +138,19 @@ class Deployment:
         fit = self._service.fit
         free_in: list[float] = []
         rows_left = 0.0
-        ready = 0
+        ready = idle = 0
         for slot in self._supervisor.slots:
             if slot.state is not SlotState.READY:
                 continue
             ready += 1
-            left_s = 0.0
+            left_s = self._left_s(slot, now)
             if slot.busy and fit is not None:
                 expected = fit.seconds(slot.batch_rows)
-                left_s = max(0.0, expected - (now - slot.busy_since))
                 if expected > 0:  # a batch halfway through counts half its rows
                     rows_left += slot.batch_rows * left_s / expected
             if not slot.draining:
                 free_in.append(left_s)
+                idle += not slot.busy
         # Unmeasured, nothing says how far a batch has got: count it whole.
         inflight = math.ceil(rows_left) if fit is not None else self._batcher.inflight_rows
         queued = self._queue.rows
@@ -163,9 +164,28 @@ class Deployment:
             batch_wait_s=self.spec.max_wait_ms / 1000.0 if queued + rows < cap else 0.0,
             share=self._fair_share(caller, cap, ready, now),
             ready_replicas=ready,
-            measured_ago_s=(None if self._batcher.last_measured_s is None
-                            else now - self._batcher.last_measured_s),
+            idle_replicas=idle,
+            probed_ago_s=None if self._probed_s is None else now - self._probed_s,
         )
+
+    def _left_s(self, slot: Slot, now: float) -> float:
+        """Seconds until ``slot`` takes its next batch, by the service model (0: idle, or
+        its batch has run past its prediction)."""
+        fit = self._service.fit
+        if not slot.busy or fit is None:
+            return 0.0
+        return max(0.0, fit.seconds(slot.batch_rows) - (now - slot.busy_since))
+
+    @property
+    def _probed_s(self) -> float | None:
+        measured, probed = self._batcher.last_measured_s, self._last_probe_s
+        if measured is None or probed is None:
+            return measured if probed is None else probed
+        return max(measured, probed)
+
+    def note_probe(self, now: float) -> None:
+        """Admission let a probe through: the next waits a while (see ``decide``)."""
+        self._last_probe_s = now
 
     def finish_bound_s(self, caller: Caller, rows: int, now: float) -> float | None:
         """An upper bound on the seconds :func:`~tailguard.serve.gate.decide.predict_finish`
@@ -180,10 +200,7 @@ class Deployment:
         latest = -1.0
         for slot in self._supervisor.slots:
             if slot.state is SlotState.READY and not slot.draining:
-                left_s = 0.0
-                if slot.busy:
-                    left_s = max(0.0, fit.seconds(slot.batch_rows) - (now - slot.busy_since))
-                latest = max(latest, left_s)
+                latest = max(latest, self._left_s(slot, now))
         if latest < 0:
             return None
         return finish_bound(fit, latest, self._queue.rows, rows, self.batch_rows_cap(),
@@ -267,6 +284,9 @@ class Deployment:
             result = await pending.future
             ok = True
             return result
+        except asyncio.CancelledError:  # the client went away: its rows leave the queue now
+            self._batcher.forget(pending)
+            raise
         finally:
             timer.cancel()
             done = loop.time()

@@ -9,9 +9,9 @@ three fits could disagree, one cannot.
 Using the last batch's time instead would predict a big batch's time for a lone request after
 a burst — and shed everything, forever, since shed requests never produce the smaller batches
 that would correct it. Without a spread of batch sizes the fit goes through the origin (no
-batching gain assumed): pessimistic, so the batcher also keeps the mean time of the largest
-batch size seen (:attr:`ServiceFit.largest`) to probe one row further while that is within
-budget — Clipper's additive increase, with the fit as its decrease.
+batching gain assumed): pessimistic, so the model also keeps the mean time of the largest
+batch size seen (:attr:`ServiceFit.largest`), and the batcher probes one row further while
+that is within budget — Clipper's additive increase, with the fit as its decrease.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class Supervisor:
         self.setup_s: float | None = None  # last measured cold start
         self.setup_error: str | None = None
         self.stopping = False
+        self._restarting = asyncio.Lock()
 
     # ----------------------------------------------------------------- counts
     @property
@@ -104,19 +105,26 @@ class Supervisor:
         """Rolling restart: every replica not draining, one at a time — a starting one once
         it is ready — finishes its batch, exits and is started afresh; the next goes only
         once it is back. Returns the replicas restarted."""
-        restarted = 0
-        for slot in [s for s in self.slots if not s.draining]:
-            if not await self._wait_ready(slot, None, timeout_s):
-                return restarted
-            handle = slot.handle
-            if self._gone(slot) or handle is None:
-                continue
-            slot.restart_requested = True
-            await handle.stop(timeout_s=RESTART_STOP_TIMEOUT_S)
-            restarted += 1
-            if not await self._wait_ready(slot, handle, timeout_s):
-                return restarted
-        return restarted
+        async with self._restarting:  # two restarts at once would take two replicas down
+            restarted = 0
+            for slot in [s for s in self.slots if not s.draining]:
+                if not await self._wait_ready(slot, None, timeout_s):
+                    log.error("replica %s-%d not ready within %.0f s: not restarted",
+                              self.spec.name, slot.index, timeout_s)
+                    continue  # crash-looping, say: the others still get their restart
+                handle = slot.handle
+                if self._gone(slot) or handle is None:
+                    continue
+                slot.restart_requested = True
+                try:
+                    await handle.stop(timeout_s=RESTART_STOP_TIMEOUT_S)
+                except Exception:
+                    slot.restart_requested = False  # its next death is a real one
+                    raise
+                restarted += 1
+                if not await self._wait_ready(slot, handle, timeout_s):
+                    return restarted  # not back: restarting more would shrink the fleet
+            return restarted
 
     async def _wait_ready(self, slot: Slot, old: ReplicaHandle | None, timeout_s: float) -> bool:
         """Wait until ``slot`` is ready with a handle other than ``old``, or gone (True), or

@@ -1,7 +1,8 @@
 """The one snapshot a deployment hands out about its load, as one request would meet it.
 
-Admission reads nothing else of a deployment: :meth:`Deployment.load_view` builds it, the
-pure :func:`~tailguard.serve.gate.decide.decide` judges it. A test builds one by hand::
+:meth:`Deployment.load_view` builds it, the pure :func:`~tailguard.serve.gate.decide.decide`
+judges it (at light load the gate first tries a cheaper bound, ``Deployment.finish_bound_s``,
+that makes the view needless). A test builds one by hand::
 
     view = LoadView(rows_ahead=12, replica_free_in_s=(0.0,), inflight_rows=0,
                     service=ServiceFit(0.0, 0.009), batch_rows=3)
@@ -29,8 +30,10 @@ class LoadView(NamedTuple):
     ``batch_wait_s``: how long the batcher may wait for more rows before the request's batch
     (its ``max_wait_ms`` when the queue is short of a full batch, else 0). ``share``: the
     caller's place in the max-min fair split of the capacity (None while unmeasured).
-    ``ready_replicas``: replicas serving (draining ones included). ``measured_ago_s``: since
-    the service model last measured a batch (None: never). A named tuple: one is built per
+    ``ready_replicas``: replicas serving (draining ones included). ``idle_replicas``: ready
+    ones taking batches with none running (None: as many as are free now). ``probed_ago_s``:
+    since the service model last measured a batch or admission last let a probe through
+    (None: never). A named tuple: one is built per
     request, and a frozen dataclass takes twice as long to build.
     """
 
@@ -42,7 +45,8 @@ class LoadView(NamedTuple):
     batch_wait_s: float = 0.0
     share: FairShare | None = None
     ready_replicas: int | None = None
-    measured_ago_s: float | None = None
+    idle_replicas: int | None = None
+    probed_ago_s: float | None = None
 
     @property
     def replicas(self) -> int:

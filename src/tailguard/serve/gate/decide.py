@@ -1,7 +1,8 @@
 """Admit or refuse one request: a pure function of the request, the load and the caller's hold.
 
 The gate asks the deployment for one :class:`~tailguard.serve.deployment.view.LoadView`,
-calls :func:`decide` and stores back what the :class:`Decision` hands it (bucket, hold-off)::
+calls :func:`decide` and stores back what the :class:`Decision` hands it (bucket, hold-off,
+a probe)::
 
     view = deployment.load_view(caller, rows, now)
     request = AdmissionRequest(Priority.STANDARD, deadline_s=now + 0.05, rows=1,
@@ -16,7 +17,8 @@ Checks, in order (nothing is consumed by a refused request):
 1. deadline already passed -> 504 ``deadline``;
 2. token bucket empty -> 429 ``rate_limited`` (Retry-After: when the next token arrives);
 3. at ``max_concurrency`` requests in flight -> 429 ``concurrency``;
-4. no batch measured for :data:`PROBE_AFTER_S`, an idle replica and nothing ahead ->
+4. no batch measured (nor probe admitted) for :data:`PROBE_AFTER_S`, an idle replica and
+   nothing ahead ->
    admitted as a probe: it delays no one, and its batch corrects a service model that
    predicts a miss for everything (and would otherwise shed everything, forever);
 5. held off -> 429 ``shed`` at once: the caller was over its fair share and shed, and that
@@ -29,8 +31,11 @@ Checks, in order (nothing is consumed by a refused request):
    of its rows. With nothing measured (cold) or no ready replica, nothing is shed:
    availability is the gateway's 503, not admission's business.
 
-Requests refused by their own quotas (2, 3) do not count as demand on the deployment; shed
-ones do, since a caller turned away for load is still asking.
+At light load the gate first asks :func:`surely_admitted`, with a bound on the finish that
+costs nothing to compute (``Deployment.finish_bound_s``): it admits only what ``decide``
+would, without building the view. Requests refused by their own quotas (2, 3) do not count
+as demand on the deployment; shed ones do, since a caller turned away for load is still
+asking.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class Decision(NamedTuple):
     ``bucket``: the caller's bucket (a token taken only if admitted). ``hold``: the caller's
     hold-off from now on (None: none). ``counts_demand``: the request's rows count in the
     caller's demand. ``predicted_finish_s``: the feasibility estimate, when one was made.
+    ``probe``: admitted as a probe of a stale service model (the deployment notes it).
     """
 
     admitted: bool
@@ -96,6 +102,7 @@ class Decision(NamedTuple):
     hold: Hold | None = None
     counts_demand: bool = True
     predicted_finish_s: float | None = None
+    probe: bool = False
 
     @property
     def status(self) -> int | None:
@@ -138,7 +145,7 @@ def surely_admitted(request: AdmissionRequest, bound_s: float | None,
     hold apply (the caller checks), and ``bound_s``, an upper bound on its predicted finish
     (``Deployment.finish_bound_s``), fits the tightest share of its budget that a request of
     its class may be given. Admission's shortcut at light load: the same outcome as
-    ``decide``, at a tenth of the cost."""
+    ``decide``, without building a view."""
     if bound_s is None or request.bucket is not None or request.max_concurrency is not None:
         return False
     fraction = settings.shed_fraction(request.priority)
@@ -167,13 +174,15 @@ def decide(request: AdmissionRequest, view: LoadView, hold: Hold | None,
                  else settings.default_retry_after_s)
         return Decision(False, RejectReason.CONCURRENCY, settings.clamp_retry(retry),
                         request.bucket, hold, counts_demand=False)
-    if (view.measured_ago_s is not None and view.measured_ago_s >= PROBE_AFTER_S
-            and view.rows_ahead <= 0 and 0.0 in view.replica_free_in_s):
-        # Nothing measured for a while, an idle replica and nothing ahead: run this one as a
-        # probe, whatever the fit predicts. It delays no one, and a fit that predicts a miss
-        # for everything would otherwise shed everything, forever: shed requests make no
-        # batch to correct it.
-        return Decision(True, bucket=taken, hold=None)
+    idle = view.idle_replicas
+    if (view.probed_ago_s is not None and view.probed_ago_s >= PROBE_AFTER_S
+            and view.rows_ahead <= 0 and (idle > 0 if idle is not None
+                                          else 0.0 in view.replica_free_in_s)):
+        # Nothing measured (or probed) for a while, an idle replica and nothing ahead: run
+        # this one as a probe, whatever the fit predicts. It delays no one, and a fit that
+        # predicts a miss for everything would otherwise shed everything, forever: shed
+        # requests make no batch to correct it. One probe, then the clock starts again.
+        return Decision(True, bucket=taken, hold=None, probe=True)
     if hold is not None and hold.holds(request.rows, now):
         # The backlog that shed this caller's last request cannot have drained yet: shed
         # this one too, without predicting again — under a flood, most requests end here.

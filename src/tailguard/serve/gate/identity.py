@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from tailguard.serve.gate.tenants import Priority, TenantSpec
 
-__all__ = ["ANONYMOUS", "Caller", "Principal", "api_key_from_headers"]
+__all__ = ["ADMIN", "ANONYMOUS", "OPEN", "RESERVED_IDS", "Caller", "Principal",
+           "api_key_from_headers"]
 
 ANONYMOUS = "anonymous"
-ADMIN = "admin"
+ADMIN_ID = "admin"
+RESERVED_IDS = frozenset({ANONYMOUS, ADMIN_ID})  # the implicit callers: no tenant takes them
 _KEY_HEADERS = (b"api-key", b"x-api-key")
 
 
@@ -40,7 +42,7 @@ class Principal:
     def id(self) -> str:
         if self.tenant is not None:
             return self.tenant.id
-        return ADMIN if self.admin and not self.open else ANONYMOUS
+        return ADMIN_ID if self.admin and not self.open else ANONYMOUS
 
     def caller(self) -> Caller:
         tenant = self.tenant
@@ -50,8 +52,9 @@ class Principal:
 
 
 OPEN = Principal(None, admin=True, open=True)
+ADMIN = Principal(None, admin=True)  # an admin key with no tenant: the operator
 OPEN_CALLER = Caller()
-_IMPLICIT = {ANONYMOUS: OPEN_CALLER, ADMIN: Caller(ADMIN)}
+_IMPLICIT = {ANONYMOUS: OPEN_CALLER, ADMIN_ID: Caller(ADMIN_ID)}
 
 
 def api_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
