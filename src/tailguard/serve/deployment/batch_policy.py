@@ -91,7 +91,9 @@ def batch_cap(view: BatchView, policy: BatchPolicy) -> int:
     if budget is None or policy.slo_s is None or fit is None:
         return cap
     fixed, per_row = fit.fixed_s, fit.per_row_s
-    k = cap if per_row <= 0 else int((budget - fixed) / per_row + 1e-9)
+    k = cap if per_row <= 1e-12 else int(min(cap, (budget - fixed) / per_row + 1e-9))
+    # The largest size's mean time does not age: after a slowdown, batches of that size
+    # measure it again, over budget, and the probe stops.
     largest = fit.largest
     if largest is not None and largest[1] <= budget and largest[0] >= k:
         k = largest[0] + 1  # probe one row past the largest size that ran within budget
