@@ -5,7 +5,7 @@ No deployment, no gate, no private attribute: a hand-built :class:`LoadView` per
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tailguard.serve.deployment.demand import FairShare
@@ -247,6 +247,7 @@ def test_admitted_fits_its_fraction_and_a_longer_queue_never_admits_more(
 
 
 @FAST
+@example(v=view(), queued_extra=0, rows=1, wait_s=0.0, budget_s=0.1, priority=STD)  # admits
 @given(v=_views, queued_extra=st.integers(0, 200), rows=st.integers(1, 80),
        wait_s=st.floats(0.0, 0.01), budget_s=st.floats(0.001, 2.0),
        priority=st.sampled_from(list(Priority.by_rank())))

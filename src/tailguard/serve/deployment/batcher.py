@@ -65,7 +65,9 @@ class Batcher:
         self.inflight = 0  # batches running
         self.inflight_rows = 0
         self.progress = Signal()  # a batch ended or a request left the queue
-        self.last_measured_s: float | None = None  # loop time of the last measured batch
+        # Loop time of the last evidence on the service model: a measured batch, or a probe
+        # admission let through to get one (``Deployment.note_probe``).
+        self.last_evidence_s: float | None = None
         self.stopping = False
 
     # ------------------------------------------------------------------ queue
@@ -214,7 +216,7 @@ class Batcher:
     def _observe_service(self, batch: list[Pending], rows: int, service_s: float) -> None:
         self._metrics.service.observe(service_s)
         now = asyncio.get_running_loop().time()
-        self.last_measured_s = now
+        self.last_evidence_s = now
         self._recorder.batch(now, rows, service_s)
         self._service.observe(rows, service_s)
         if self._usage is not None:

@@ -74,7 +74,6 @@ class Deployment:
         self._accepting = True
         # (class rank, tenant) -> (computed at, capacity shared, share)
         self._shares: dict[tuple[int, str], tuple[float, float, FairShare]] = {}
-        self._last_probe_s: float | None = None
 
     # ----------------------------------------------------------------- status
     @property
@@ -165,7 +164,8 @@ class Deployment:
             share=self._fair_share(caller, cap, ready, now),
             ready_replicas=ready,
             idle_replicas=idle,
-            probed_ago_s=None if self._probed_s is None else now - self._probed_s,
+            probed_ago_s=(None if self._batcher.last_evidence_s is None
+                          else now - self._batcher.last_evidence_s),
         )
 
     def _left_s(self, slot: Slot, now: float) -> float:
@@ -176,16 +176,9 @@ class Deployment:
             return 0.0
         return max(0.0, fit.seconds(slot.batch_rows) - (now - slot.busy_since))
 
-    @property
-    def _probed_s(self) -> float | None:
-        measured, probed = self._batcher.last_measured_s, self._last_probe_s
-        if measured is None or probed is None:
-            return measured if probed is None else probed
-        return max(measured, probed)
-
     def note_probe(self, now: float) -> None:
         """Admission let a probe through: the next waits a while (see ``decide``)."""
-        self._last_probe_s = now
+        self._batcher.last_evidence_s = now
 
     def finish_bound_s(self, caller: Caller, rows: int, now: float) -> float | None:
         """An upper bound on the seconds :func:`~tailguard.serve.gate.decide.predict_finish`

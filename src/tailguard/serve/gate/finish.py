@@ -10,18 +10,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Protocol
+
+from tailguard.serve.deployment.estimates import ServiceFit
 
 __all__ = ["FLUID_AFTER_BATCHES", "estimate_finish", "estimate_finish_batched", "finish_bound"]
 
 FLUID_AFTER_BATCHES = 64  # per replica: beyond this many batches ahead, the fluid mean
 
 
-class _Fit(Protocol):
-    def seconds(self, rows: int) -> float: ...
-
-
-def finish_bound(fit: _Fit, latest_free_s: float, queued_rows: int, rows: int, cap: int,
+def finish_bound(fit: ServiceFit, latest_free_s: float, queued_rows: int, rows: int, cap: int,
                  batch_wait_s: float) -> float:
     """An upper bound on the seconds :func:`estimate_finish_batched` gives a request of
     ``rows`` rows, for a caller that drains at the full rate: every queued row is ahead of
