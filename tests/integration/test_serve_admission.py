@@ -25,8 +25,11 @@ def test_a_flood_without_tenants_is_shed_fast_and_the_admitted_meet_the_objectiv
         "name": "sleep", "model": "tailguard.models.sleep:Sleep", "replicas": 1,
         "max_batch_size": 16, "max_wait_ms": 2, "p99_ms": P99_MS,
         "options": {"sleep_ms": 20, "per_row_ms": 2}}]}).wait_ready()
-    spec = LoadSpec(server.url, model="sleep", rate_rps=3 * CAPACITY_RPS, duration_s=4.0,
+    spec = LoadSpec(server.url, model="sleep", rate_rps=3 * CAPACITY_RPS, duration_s=8.0,
                     warmup_s=1.0, bodies=(_body(),), slo_ms=P99_MS, seed=1)
+    # 8 s, not 4: one 40 ms stall of this shared machine delays the ~20 requests in flight,
+    # over 1% of 4 s of admitted requests (it failed a full-suite run at P99 115 ms; alone
+    # the P99 is ~74 ms).
     result = run_load(spec)
     assert set(result.errors) == {"http_429"}, result.errors  # nothing else failed
     shed = result.errors["http_429"] / result.requests
