@@ -123,3 +123,16 @@ def builtin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
         yield server.wait_ready()
     finally:
         server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One real Ray cluster for the session's Ray tests: a head with no CPUs and two 2-CPU
+    worker nodes, each its own raylet (tests that kill a node add a fresh one after)."""
+    from tests.support.ray_cluster import RayTestCluster
+
+    cluster = RayTestCluster(nodes=2, cpus_per_node=2)
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()

@@ -22,8 +22,14 @@ def serve_cmd(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    from tailguard.raylink import RayUnavailable
+
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    serve(cfg.model_copy(update=updates) if updates else cfg)
+    try:
+        serve(cfg.model_copy(update=updates) if updates else cfg)
+    except RayUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,7 @@ from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
 from tailguard.observe.usage import UsageMeter
-from tailguard.serve.config import ServeConfig
+from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.deployment.queue import FairQueueConfig
 from tailguard.serve.errors import BadRequest, Forbidden, ModelFailed, NotFound, ServeError
@@ -51,6 +51,31 @@ def _as_serve_error(exc: Exception, path: str) -> ServeError:
     return ModelFailed(f"internal error: {type(exc).__name__}: {exc}")
 
 
+class _Backends:
+    """One backend per kind, shared by the deployments using it: local processes, or Ray
+    actors on the config's one cluster (connected here, so an unreachable cluster fails the
+    start with its address, before anything is served). ``fixed`` (tests) serves them all."""
+
+    def __init__(self, config: ServeConfig, fixed: ReplicaBackend | None) -> None:
+        self._config = config
+        self._fixed = fixed
+        self._local = LocalBackend()
+        self._ray: ReplicaBackend | None = None
+
+    def of(self, spec: DeploymentSpec) -> ReplicaBackend:
+        if self._fixed is not None:
+            return self._fixed
+        if self._config.backend_of(spec) != "ray":
+            return self._local
+        if self._ray is None:
+            from tailguard.serve.replicas.ray_backend import RayBackend
+
+            on_ray = RayBackend(self._config.ray_address_of())
+            on_ray.connect()
+            self._ray = on_ray
+        return self._ray
+
+
 def _json(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -64,12 +89,13 @@ class Gateway:
         self.usage = UsageMeter(self.metrics.registry)
         self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
-        backend = backend or LocalBackend()
+        backends = _Backends(config, backend)
         self.deployments: dict[str, Deployment] = {}
         for spec in config.deployments:
             sig = signature(instantiate(spec))
             self.deployments[spec.name] = Deployment(
-                spec, sig, backend, DeploymentMetrics(self.metrics, spec.name), self.usage,
+                spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
+                self.usage,
                 FairQueueConfig(starvation_s=config.admission.starvation_s))
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)

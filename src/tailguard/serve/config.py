@@ -71,6 +71,21 @@ class DeploymentSpec(BaseModel):
                     "gateway preempts them at once, but the load balancer then packs replicas "
                     "onto fewer cores: measured 20% less MiniLM throughput)")
     autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
+    backend: Literal["local", "ray"] | None = Field(
+        None, description="where replicas run: 'local' processes or 'ray' actors on a Ray "
+                          "cluster's nodes (default: the server's `backend`)")
+    ray_address: str | None = Field(
+        None, description="with backend ray: the cluster, 'auto' or 'ray://HOST:PORT' "
+                          "(default: the server's, then $RAY_ADDRESS)")
+    num_cpus: float | None = Field(
+        None, ge=0, description="with backend ray: CPUs per replica (default: the model's "
+                                "`threads` option, else 1)")
+    num_gpus: float = Field(0, ge=0, description="with backend ray: GPUs per replica")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="with backend ray: custom resources per replica")
+    placement: Literal["spread", "pack"] = Field(
+        "spread", description="with backend ray: 'spread' replicas across nodes (a node's "
+                              "death takes the fewest), or 'pack' (Ray's default placement)")
 
     @field_validator("name")
     @classmethod
@@ -97,6 +112,11 @@ class DeploymentSpec(BaseModel):
                 f"deployment {self.name!r}: set exactly one of `model: module:Class` "
                 "or `artifact: NAME[:VERSION]`"
             )
+        ray_only = [f for f in ("ray_address", "num_cpus", "resources")
+                    if getattr(self, f)] + (["num_gpus"] if self.num_gpus else [])
+        if self.backend == "local" and ray_only:
+            raise ValueError(f"deployment {self.name!r}: {', '.join(ray_only)} only apply to "
+                             "replicas on Ray: set `backend: ray` or remove them")
         if self.replicas == 0 and self.autoscaling is None:
             raise ValueError(f"deployment {self.name!r}: replicas: 0 needs `autoscaling` "
                              "(with min_replicas: 0) to ever start a replica")
@@ -117,6 +137,12 @@ class ServeConfig(BaseModel):
         default=(), repr=False, description="keys that see every tenant's usage and metrics")
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     deployments: list[DeploymentSpec]
+    backend: Literal["local", "ray"] = Field(
+        "local", description="where replicas run unless a deployment says: 'local' child "
+                             "processes, or 'ray' actors on a Ray cluster")
+    ray_address: str | None = Field(
+        None, description="the Ray cluster for backend ray: 'auto', 'HOST:PORT' or "
+                          "'ray://HOST:PORT' (default $RAY_ADDRESS, else a Ray started here)")
 
     @field_validator("admin_api_keys", mode="before")
     @classmethod
@@ -134,6 +160,11 @@ class ServeConfig(BaseModel):
             raise ValueError(f"deployment names must be unique; repeated: {dupes}")
         if not self.deployments:
             raise ValueError("a serve config needs at least one deployment")
+        addresses = sorted({a for a in [self.ray_address, *(
+            d.ray_address for d in self.deployments if d.ray_address)] if a})
+        if len(addresses) > 1:
+            raise ValueError(f"one gateway talks to one Ray cluster; ray_address names "
+                             f"{len(addresses)}: {addresses}")
         for tenant in self.tenants:
             if tenant.id in RESERVED_IDS:
                 raise ValueError(f"tenant id {tenant.id!r} is reserved for the implicit "
@@ -142,6 +173,17 @@ class ServeConfig(BaseModel):
             if unknown:
                 raise ValueError(f"tenant {tenant.id!r} names unknown deployment(s) {unknown}")
         return self
+
+    def backend_of(self, spec: DeploymentSpec) -> str:
+        """'local' or 'ray': the deployment's own choice, else the server's."""
+        return spec.backend or self.backend
+
+    def ray_address_of(self) -> str | None:
+        """The one Ray cluster the Ray deployments use (checked to be one), else
+        $RAY_ADDRESS, else None (Ray starts or finds a cluster on this machine)."""
+        addresses = {d.ray_address for d in self.deployments
+                     if self.backend_of(d) == "ray" and d.ray_address}
+        return next(iter(addresses), None) or self.ray_address or os.environ.get("RAY_ADDRESS")
 
     def deployment(self, name: str) -> DeploymentSpec | None:
         return next((d for d in self.deployments if d.name == name), None)

@@ -118,6 +118,7 @@ class Deployment:
                 {"index": s.index,
                  "state": SlotState.DRAINING.value if s.draining else s.state.value,
                  "pid": s.handle.pid if s.handle is not None else None,
+                 "node": getattr(s.handle, "node_id", None),
                  "busy": s.busy, "restarts": s.restarts, "last_error": s.last_error}
                 for s in self._supervisor.slots
             ],

@@ -35,7 +35,7 @@ from tailguard.tensors import Tensors
 # parallelism (a model sets its own torch threads), and a BLAS call that hands work to a pool
 # thread waits on it, which under SCHED_IDLE and busy cores costs whole scheduler slices.
 # The host's or the deployment's env overrides it.
-_REPLICA_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
+REPLICA_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
 
 class _Channel(asyncio.Protocol):
     """Gateway end of the socket: frames in, one pending reply at a time."""
@@ -105,7 +105,7 @@ class LocalReplica:
     async def start(self) -> float:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {**_REPLICA_ENV_DEFAULTS, **os.environ, **self._spec.env,
+        env = {**REPLICA_ENV_DEFAULTS, **os.environ, **self._spec.env,
                "TAILGUARD_REPLICA": self._name}
         try:
             self._proc = await asyncio.create_subprocess_exec(

@@ -78,32 +78,35 @@ def _check_outputs(model: Model, rows: int, outputs: Tensors) -> Tensors:
     return checked
 
 
+def run_batch(model: Model, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
+    """One batch through ``model.predict``: its checked outputs, or the error classified
+    (ValueError/TypeError are the caller's input: 400; anything else the model's: 500).
+    Every backend's replica runs batches through this."""
+    start = time.perf_counter()
+    rows = len(next(iter(tensors.values())))
+    try:
+        outputs = _check_outputs(model, rows, model.predict(tensors))
+    except (ValueError, TypeError) as exc:
+        return BatchError(batch_id, ErrorKind.BAD_INPUT, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return BatchError(batch_id, ErrorKind.MODEL, f"{type(exc).__name__}: {exc}")
+    return BatchResult(batch_id, outputs, time.perf_counter() - start)
+
+
 def _serve(sock: socket.socket, model: Model) -> None:
     while True:
         msg = _recv(sock)
         if msg is None or isinstance(msg, Stop):
             return
-        if not isinstance(msg, BatchRequest):
-            continue
-        start = time.perf_counter()
-        rows = len(next(iter(msg.tensors.values())))
-        try:
-            outputs = _check_outputs(model, rows, model.predict(msg.tensors))
-        except (ValueError, TypeError) as exc:
-            _send(sock, BatchError(msg.batch_id, ErrorKind.BAD_INPUT,
-                                  f"{type(exc).__name__}: {exc}"))
-            continue
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            _send(sock, BatchError(msg.batch_id, ErrorKind.MODEL, f"{type(exc).__name__}: {exc}"))
-            continue
-        _send(sock, BatchResult(msg.batch_id, outputs, time.perf_counter() - start))
+        if isinstance(msg, BatchRequest):
+            _send(sock, run_batch(model, msg.batch_id, msg.tensors))
 
 
 _CPU_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
 
 
-def _lower_priority(spec: DeploymentSpec) -> None:
+def lower_priority(spec: DeploymentSpec) -> None:
     """Niceness, then the scheduling policy, for every thread: on Linux both are per thread,
     and imports have already started some (numpy's BLAS pool); threads started later, torch's
     included, inherit them. Lowering needs no privilege; a platform without the policy keeps
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     spec = DeploymentSpec.model_validate_json(args.spec)
-    _lower_priority(spec)
+    lower_priority(spec)
     start = time.perf_counter()
     try:
         model = instantiate(spec)
