@@ -135,4 +135,8 @@ def ray_cluster() -> Iterator[Any]:
     try:
         yield cluster
     finally:
+        import ray
+
+        if ray.is_initialized():  # the Ray engine's tests drive jobs from this process
+            ray.shutdown()
         cluster.shutdown()

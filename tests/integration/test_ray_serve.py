@@ -55,6 +55,7 @@ def test_tritonclient_and_openai_through_ray_replicas_on_two_nodes(
     oai = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     emb = oai.embeddings.create(model="minilm", input=["a replica on another node", "hi"])
     vectors = np.array([d.embedding for d in emb.data])
+    oai.close()
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
