@@ -8,6 +8,7 @@ clear error naming the address, not a traceback from inside Ray.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from typing import Any, NamedTuple
 
@@ -46,6 +47,8 @@ def connect(address: str | None) -> None:
                                      f"{_connected or 'a local Ray'}; cannot also use {address}")
             _connected = _connected if _connected is not None else wanted
             return
+        if address:
+            _check_reachable(address)
         try:
             ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING",
                      configure_logging=True, log_to_driver=True)
@@ -54,6 +57,25 @@ def connect(address: str | None) -> None:
             raise RayUnavailable(f"cannot reach the Ray cluster at {where}: "
                                  f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         _connected = wanted
+
+
+REACH_TIMEOUT_S = 3.0
+
+
+def _check_reachable(address: str) -> None:
+    """A GCS address that refuses connections fails here in seconds: ``ray.init`` would
+    retry it for minutes. 'auto' and 'ray://' addresses are left to Ray."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"Ray address {address!r}: expected 'auto', HOST:PORT or "
+                             "ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {exc} (is the head "
+                             "running? `ray start --head` prints its address)") from exc
 
 
 class NodeInfo(NamedTuple):

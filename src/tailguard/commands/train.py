@@ -15,13 +15,28 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the job's latest run from its last checkpoint"),
     run_id: str | None = typer.Option(None, "--run-id", help="Run to resume (default: latest)"),
+    engine: str = typer.Option("local", "--engine",
+                               help="local (worker processes here) or ray (one Ray actor per "
+                                    "rank across the cluster's nodes)"),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="with --engine ray: 'auto', HOST:PORT or ray://HOST:PORT "
+                                    "(default $RAY_ADDRESS, else a Ray started here)"),
 ) -> None:
-    """Train a model on local worker processes, supervised; register the result."""
+    """Train a model on supervised workers (local processes or Ray actors); register it."""
     from tailguard.train import JobError, LocalEngine, load_job
 
+    if engine not in ("local", "ray"):
+        typer.echo(f"error: --engine must be local or ray, got {engine!r}", err=True)
+        raise typer.Exit(2)
     try:
         job = load_job(job_file)
-        result = LocalEngine().run(job, resume=resume, run_id=run_id)
+        if engine == "ray":
+            from tailguard.train.ray_engine import RayEngine
+
+            runner: LocalEngine = RayEngine(address=ray_address)
+        else:
+            runner = LocalEngine()
+        result = runner.run(job, resume=resume, run_id=run_id)
     except JobError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -168,8 +168,7 @@ class LocalEngine:
                                   "pids": {str(w.rank): w.process.pid for w in workers}})
         return workers
 
-    @staticmethod
-    def _kill(workers: list[_Worker]) -> None:
+    def _kill(self, workers: list[_Worker]) -> None:
         for w in workers:
             if w.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

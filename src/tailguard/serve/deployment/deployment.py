@@ -111,6 +111,7 @@ class Deployment:
                                       self._service.coefficients(), strict=True)),
             "batch_rows_cap": self.batch_rows_cap(),
             "inflight_batches": self._batcher.inflight,
+            "setup_s": self._supervisor.setup_s,  # the last replica's cold start
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
             "replica_counts": self.replica_counts(),
