@@ -242,9 +242,10 @@ class RayReplica:
         return self._actor is not None and self._closed is not None and not self._closed.done()
 
     async def stop(self, timeout_s: float) -> None:
-        if self._actor is None:
-            return
         self._stopping = True
+        if self._actor is None:  # never created (no node could hold it): forget its place
+            self.close("stopped")
+            return
         if self.alive():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
