@@ -12,7 +12,8 @@ import socket
 import threading
 from typing import Any, NamedTuple
 
-__all__ = ["NAMESPACE", "NodeInfo", "RayUnavailable", "alive_nodes", "connect", "require_ray"]
+__all__ = ["NAMESPACE", "NodeInfo", "RayUnavailable", "alive_nodes", "check_reachable", "connect",
+           "require_ray"]
 
 NAMESPACE = "tailguard"
 _lock = threading.Lock()
@@ -48,7 +49,7 @@ def connect(address: str | None) -> None:
             _connected = _connected if _connected is not None else wanted
             return
         if address:
-            _check_reachable(address)
+            check_reachable(address)
         try:
             ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING",
                      configure_logging=True, log_to_driver=True)
@@ -62,7 +63,7 @@ def connect(address: str | None) -> None:
 REACH_TIMEOUT_S = 3.0
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """A GCS address that refuses connections fails here in seconds: ``ray.init`` would
     retry it for minutes. 'auto' and 'ray://' addresses are left to Ray."""
     if address == "auto" or "://" in address:

@@ -88,3 +88,38 @@ def test_a_node_killed_mid_training_resumes_bit_identically_on_ray(
     for name, tensor in load_file(str(result.run_dir / "artifact" /
                                       "weights.safetensors")).items():
         assert torch.equal(tensor, ref_weights[name]), name
+
+
+def test_with_a_node_gone_the_group_shrinks_to_what_the_cluster_places(
+        ray_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tailguard.train.ray_engine import RayEngine
+
+    (tmp_path / "digits").mkdir()
+    digits = make_digits(tmp_path / "digits")
+    # two CPUs a rank: each rank takes a whole node, so with one node gone only one fits
+    job = {**_job(digits), "threads_per_worker": 2, "min_world_size": 1, "max_steps": 60,
+           "target": None, "eval_every_steps": None}
+    home = tmp_path / "ray"
+    engine = RayEngine(home, address=ray_cluster.address, env={STEP_DELAY_ENV: "0.05"},
+                       echo=lambda _m: None)
+    run = Background(engine, job)
+
+    def placed_past_step_15() -> dict[str, str] | None:
+        runs = list((home / "runs").glob("*/status.json")) if (home / "runs").is_dir() else []
+        if not runs:
+            return None
+        status = json.loads(runs[0].read_text())
+        done = max(_losses(runs[0].parent), default=0)
+        return status["nodes"] if status["attempt"] == 0 and done >= 15 else None
+
+    nodes = wait_for(placed_past_step_15, 120, "step 15 on Ray")
+    ray_cluster.kill_node(nodes["1"])  # and no node replaces it
+    try:
+        result = run.join(180)
+    finally:
+        ray_cluster.add_node()  # the cluster's shape for later tests
+        ray_cluster.cluster.wait_for_nodes()
+    assert result.succeeded, result.message
+    assert result.world_size == 1 and result.restarts == 1, result
+    starts = [e for e in read_events(result.run_dir / "metrics.jsonl") if e["event"] == "start"]
+    assert [s["world_size"] for s in starts] == [2, 1], starts

@@ -213,7 +213,9 @@ class LocalEngine:
                 decision, new_state, workers = self._attempt(job, paths, base, state, config,
                                                              store)
                 if decision.action is Action.SUCCEED:
-                    return self._succeed(job, paths, metrics, state)
+                    # the size this attempt ran at (an engine may place fewer than asked)
+                    return self._succeed(job, paths, metrics,
+                                         replace(state, world_size=decision.world_size))
                 tails = "\n".join(
                     f"  rank {w.rank} log ({w.log}):\n{_log_tail(w.log)}" for w in workers
                     if w.rank in decision.failed_ranks and _log_tail(w.log))

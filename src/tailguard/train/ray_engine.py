@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tailguard import raylink
-from tailguard.train.engine import LocalEngine, _Worker
+from tailguard.train.engine import LocalEngine, TrainResult, _Worker
 from tailguard.train.job import JobError, TrainJob
 from tailguard.train.runs import RunPaths, write_json
 from tailguard.train.supervision import Decision, SupervisorConfig, SupervisorState
@@ -81,7 +81,8 @@ class RayEngine(LocalEngine):
         self.address = address
         self._group: Any = None
 
-    def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None) -> Any:
+    def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None
+            ) -> TrainResult:
         try:
             raylink.connect(self.address)
         except raylink.RayUnavailable as exc:
