@@ -39,6 +39,7 @@ def test_tritonclient_and_openai_through_ray_replicas_on_two_nodes(
         {"name": "minilm", "model": "tailguard.models.minilm:MiniLM", "replicas": 1,
          "options": {"threads": 1}},
     ])).wait_ready(180)
+    wait_for(lambda: len(_nodes(server, "echo")) == 2, 60, "both echo replicas ready")
     worker_nodes = {n.node_id for n in ray_cluster.workers}
     echo_nodes = _nodes(server, "echo")
     assert len(set(echo_nodes)) == 2 and set(echo_nodes) <= worker_nodes, echo_nodes
@@ -73,6 +74,8 @@ def test_a_node_killed_under_load_loses_no_request_and_the_fleet_heals(
         {"name": "sleep", "model": "tailguard.models.sleep:Sleep", "replicas": 2,
          "max_batch_size": 8, "max_wait_ms": 1, "options": {"sleep_ms": 20}},
     ])).wait_ready(120)
+    # ready means one replica serves; the test needs both, one per node
+    wait_for(lambda: len(_nodes(server, "sleep")) == 2, 60, "both replicas ready")
     before = _nodes(server, "sleep")
     assert len(set(before)) == 2, before
     spec = LoadSpec(server.url, model="sleep", concurrency=8, duration_s=6.0,
