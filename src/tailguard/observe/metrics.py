@@ -25,6 +25,24 @@ disable_created_metrics()
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+def latency_buckets(objectives_s: Iterable[float] = ()) -> tuple[float, ...]:
+    """The default buckets plus an edge at every configured latency objective, so that a
+    "within the objective" SLI is an exact bucket count (``le`` = the objective), not an
+    interpolation between neighbours."""
+    return tuple(sorted({*LATENCY_BUCKETS, *(round(float(o), 6) for o in objectives_s)}))
+
+
+def outcome(status: int) -> str:
+    """The ``outcome`` label of the latency histogram: a fast 429 or 5xx must not count as a
+    fast success in a latency SLI. ``ok`` (2xx/3xx), ``shed`` (429: admission or quota said no),
+    ``client_error`` (other 4xx), ``error`` (5xx)."""
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "shed"
+    return "client_error" if status < 500 else "error"
+
+
 class _GaugeCallback(Collector):
     """Gauges read at scrape time, so the request path never updates them."""
 
@@ -70,14 +88,18 @@ class _Filtered:
 class ServeMetrics:
     """All serving metrics, in a registry of their own (one per server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, objectives_s: Iterable[float] = ()) -> None:
+        """``objectives_s``: the latency objectives in seconds (deployments' and tenants'
+        ``p99_ms``), each made a bucket edge of the request latency histogram."""
         self.registry = CollectorRegistry(auto_describe=True)
+        self.latency_buckets = latency_buckets(objectives_s)
         r = self.registry
         self.requests = Counter("tailguard_requests", "Requests by deployment, protocol and status",
                                 ["deployment", "protocol", "status"], registry=r)
         self.latency = Histogram("tailguard_request_duration_seconds",
-                                 "End-to-end request latency in the gateway",
-                                 ["deployment", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+                                 "End-to-end request latency in the gateway, by outcome",
+                                 ["deployment", "protocol", "outcome"],
+                                 buckets=self.latency_buckets, registry=r)
         self.queue_wait = Histogram("tailguard_queue_wait_seconds",
                                     "Time from enqueue to dispatch to a replica",
                                     ["deployment"], buckets=LATENCY_BUCKETS, registry=r)

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
-from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics
+from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
@@ -85,7 +85,9 @@ class Gateway:
 
     def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None) -> None:
         self.config = config
-        self.metrics = ServeMetrics()
+        self.metrics = ServeMetrics(objectives_s=[
+            o / 1000 for o in [*(d.p99_ms for d in config.deployments),
+                               *(t.p99_ms for t in config.tenants)] if o is not None])
         self.usage = UsageMeter(self.metrics.registry)
         self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
@@ -101,7 +103,7 @@ class Gateway:
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
         self._counters: dict[tuple[str, str, int], object] = {}
-        self._latency: dict[tuple[str, str], object] = {}
+        self._latency: dict[tuple[str, str, int], object] = {}
         self._router = Starlette(
             routes=[
                 Route("/v2", self._server_metadata),
@@ -163,10 +165,10 @@ class Gateway:
             child = self._counters[key] = self.metrics.requests.labels(
                 deployment, protocol, str(status))
         child.inc()  # type: ignore[attr-defined]
-        lkey = (deployment, protocol)
-        hist = self._latency.get(lkey)
+        hist = self._latency.get(key)
         if hist is None:
-            hist = self._latency[lkey] = self.metrics.latency.labels(deployment, protocol)
+            hist = self._latency[key] = self.metrics.latency.labels(
+                deployment, protocol, outcome(status))
         hist.observe(time.perf_counter() - started)  # type: ignore[attr-defined]
 
     def _deployment(self, name: str, version: str | None, principal: Principal,
