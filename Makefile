@@ -27,7 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-test: lint typecheck
+# promtool and prometheus for the SLO rule tests: Debian's package, unpacked (no daemon).
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	scripts/install-prometheus.sh
+
+test: lint typecheck $(PROMTOOL)
 	$(BIN)/python -m pytest -q
 
 clean:

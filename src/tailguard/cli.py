@@ -33,6 +33,8 @@ COMMAND_MODULES: dict[str, str] = {
     "models": "models",
     "data": "data",
     "runs": "train",
+    "alerts": "alerts",
+    "monitor": "monitor",
 }
 
 

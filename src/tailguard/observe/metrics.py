@@ -46,7 +46,7 @@ def outcome(status: int) -> str:
 class _GaugeCallback(Collector):
     """Gauges read at scrape time, so the request path never updates them."""
 
-    def __init__(self, read: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+    def __init__(self, read: Callable[[], Iterable[tuple[str, int, int, int]]]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -54,11 +54,16 @@ class _GaugeCallback(Collector):
                                   labels=["deployment"])
         ready = GaugeMetricFamily("tailguard_replicas_ready", "Replicas ready to serve",
                                   labels=["deployment"])
-        for name, queued_rows, ready_replicas in self._read():
+        desired = GaugeMetricFamily("tailguard_replicas_desired",
+                                    "Replicas the deployment wants (the autoscaler's target)",
+                                    labels=["deployment"])
+        for name, queued_rows, ready_replicas, desired_replicas in self._read():
             depth.add_metric([name], queued_rows)
             ready.add_metric([name], ready_replicas)
+            desired.add_metric([name], desired_replicas)
         yield depth
         yield ready
+        yield desired
 
 
 class _Filtered:
@@ -113,8 +118,9 @@ class ServeMetrics:
         self.restarts = Counter("tailguard_replica_restarts", "Replica restarts",
                                 ["deployment"], registry=r)
 
-    def watch(self, read: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
-        """Register the scrape-time gauges: ``read()`` yields (deployment, queued rows, ready)."""
+    def watch(self, read: Callable[[], Iterable[tuple[str, int, int, int]]]) -> None:
+        """Register the scrape-time gauges: ``read()`` yields (deployment, queued rows, ready
+        replicas, desired replicas)."""
         self.registry.register(_GaugeCallback(read))
 
     def render(self, tenant: str | None = None, deployments: set[str] | None = None) -> bytes:

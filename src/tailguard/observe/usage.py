@@ -1,5 +1,10 @@
 """Usage metering per tenant and deployment: requests, rows, replica-seconds, rejections.
 
+Each request's end-to-end latency lands in ``tailguard_tenant_request_duration_seconds``
+{tenant,deployment,outcome} — the gateway histogram's buckets and outcome label, so a tenant's
+latency, availability and shed SLIs (``tailguard alerts render``) read one consistent count,
+requests refused at admission included.
+
 Replica-seconds are attributed by each tenant's share of the rows of every batch: a batch of
 48 rows that took 60 ms on a replica, 12 of them tenant A's, charges A 15 replica-ms. Counts
 live in memory (for ``GET /v1/usage``) and in Prometheus counters labelled by tenant.
@@ -11,7 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tailguard.observe.metrics import LATENCY_BUCKETS, outcome
 
 
 @dataclass
@@ -30,7 +39,7 @@ class Usage:
 class _Account:
     """One (tenant, deployment): its totals and its Prometheus children, bound once."""
 
-    __slots__ = ("by_status", "rejected", "replica_s", "rows", "usage")
+    __slots__ = ("by_status", "latency", "rejected", "replica_s", "rows", "usage")
 
     def __init__(self, meter: UsageMeter, tenant: str, deployment: str) -> None:
         self.usage = Usage()
@@ -38,12 +47,15 @@ class _Account:
         self.replica_s = meter._replica_s.labels(tenant, deployment)
         self.by_status: dict[int, Any] = {}
         self.rejected: dict[str, Any] = {}
+        self.latency: dict[int, Any] = {}  # status -> the histogram child of its outcome
 
 
 class UsageMeter:
     """Accumulates usage; thread-unsafe by design (the gateway's event loop owns it)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry,
+                 latency_buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        """``latency_buckets``: the gateway histogram's (an edge at every objective)."""
         self.since = time.time()
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._requests = Counter("tailguard_tenant_requests", "Requests by tenant and outcome",
@@ -56,6 +68,10 @@ class UsageMeter:
         self._rejected = Counter("tailguard_tenant_rejections",
                                  "Requests refused by admission control, by reason",
                                  ["tenant", "deployment", "reason"], registry=registry)
+        self._latency = Histogram("tailguard_tenant_request_duration_seconds",
+                                  "End-to-end request latency by tenant and outcome",
+                                  ["tenant", "deployment", "outcome"],
+                                  buckets=latency_buckets, registry=registry)
 
     def _account(self, tenant: str, deployment: str) -> _Account:
         account = self._accounts.get((tenant, deployment))
@@ -78,6 +94,16 @@ class UsageMeter:
             child = account.by_status[status] = self._requests.labels(
                 tenant, deployment, str(status))
         child.inc()
+
+    def finished(self, tenant: str, deployment: str, status: int, latency_s: float) -> None:
+        """One request of ``tenant`` ended with ``status`` after ``latency_s`` (admitted or
+        not: a refusal is a request of the tenant's shed and latency SLIs too)."""
+        account = self._account(tenant, deployment)
+        child = account.latency.get(status)
+        if child is None:
+            child = account.latency[status] = self._latency.labels(
+                tenant, deployment, outcome(status))
+        child.observe(latency_s)
 
     def rejected(self, tenant: str, deployment: str, reason: str) -> None:
         account = self._account(tenant, deployment)

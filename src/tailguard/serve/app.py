@@ -88,7 +88,7 @@ class Gateway:
         self.metrics = ServeMetrics(objectives_s=[
             o / 1000 for o in [*(d.p99_ms for d in config.deployments),
                                *(t.p99_ms for t in config.tenants)] if o is not None])
-        self.usage = UsageMeter(self.metrics.registry)
+        self.usage = UsageMeter(self.metrics.registry, self.metrics.latency_buckets)
         self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
         backends = _Backends(config, backend)
@@ -100,8 +100,8 @@ class Gateway:
                 self.usage,
                 FairQueueConfig(starvation_s=config.admission.starvation_s))
         self.autoscaler = controller_for(self.deployments)
-        self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
-                                    for d in self.deployments.values()])
+        self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
+                                     d.desired_replicas) for d in self.deployments.values()])
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
         self._router = Starlette(
@@ -223,7 +223,7 @@ class Gateway:
 
             # Admitted as one row before its body is read: a request refused under overload
             # costs no reading or decoding. A bigger one is judged again once decoded.
-            outputs = await self._run(principal, deployment, read, rows_hint=1)
+            outputs = await self._run(principal, deployment, read, 1, started)
             payload = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
                                       deployment.signature)
         except Exception as exc:  # every request ends with a typed JSON answer
@@ -237,11 +237,18 @@ class Gateway:
 
     async def _run(self, principal: Principal, deployment: Deployment,
                    read: Callable[[], Awaitable[tuple[Tensors, int, Hashable]]],
-                   rows_hint: int) -> Tensors:
+                   rows_hint: int, started: float) -> Tensors:
         """Admit ``rows_hint`` rows, then ``read`` the request (tensors, rows, batching key),
-        queue and await it, metering its outcome for its tenant."""
+        queue and await it, metering its outcome and latency (since ``started``, a
+        ``perf_counter``) for its tenant."""
         loop = asyncio.get_running_loop()
-        caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
+        try:
+            caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
+        except ServeError as exc:
+            # Refused at the door: still one request of the tenant's latency and shed SLIs.
+            self.usage.finished(principal.id, deployment.name, exc.status,
+                                time.perf_counter() - started)
+            raise
         status, rows = 500, rows_hint
         try:
             tensors, rows, key = await read()
@@ -255,6 +262,8 @@ class Gateway:
         finally:
             self.gate.release(caller)
             self.usage.request(caller.tenant, deployment.name, status, rows)
+            self.usage.finished(caller.tenant, deployment.name, status,
+                                time.perf_counter() - started)
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -273,7 +282,7 @@ class Gateway:
             async def read() -> tuple[Tensors, int, Hashable]:
                 return tensors, len(request.texts), ()
 
-            outputs = await self._run(principal, deployment, read, len(request.texts))
+            outputs = await self._run(principal, deployment, read, len(request.texts), started)
             payload = openai.encode_embeddings(request, outputs)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, "/v1/embeddings")

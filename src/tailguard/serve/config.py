@@ -49,6 +49,11 @@ class DeploymentSpec(BaseModel):
     max_wait_ms: float = Field(2.0, ge=0, le=10_000, description="wait for more rows, at most")
     timeout_ms: float = Field(30_000, gt=0, description="per-request deadline")
     p99_ms: float | None = Field(None, gt=0, description="latency objective (SLO)")
+    availability: float = Field(
+        0.999, gt=0, lt=1,
+        description="availability objective: the share of requests answered without a 5xx "
+                    "(429 sheds and throttles are left out); `tailguard alerts render` turns "
+                    "it and p99_ms into burn-rate alerts")
     batch_slo_share: float = Field(
         0.7, gt=0, le=1,
         description="with p99_ms: the share of it that waiting for the next free replica and "

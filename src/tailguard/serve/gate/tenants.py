@@ -114,6 +114,9 @@ class TenantSpec(BaseModel):
     burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
     max_concurrency: int | None = Field(default=None, ge=1)
     p99_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # The tenant's availability objective (share of its requests without a 5xx), else each
+    # deployment's: read only by `tailguard alerts render`.
+    availability: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
 
     @field_validator("id")
     @classmethod
