@@ -177,9 +177,9 @@ def test_a_tenant_shed_persistently_gets_a_ticket_not_an_availability_alert(
     series = {
         f'{TENANT_HIST}_count{{tenant="t",deployment="m",outcome="ok"}}': "0+70x480",
         f'{TENANT_HIST}_count{{tenant="t",deployment="m",outcome="shed"}}': "0+30x480",
-        f'tailguard_tenant_rejections_total{{tenant="t",deployment="m",reason="shed"}}':
+        'tailguard_tenant_rejections_total{tenant="t",deployment="m",reason="shed"}':
             "0+30x480",
-        f'tailguard_tenant_rejections_total{{tenant="t",deployment="m",reason="rate_limited"}}':
+        'tailguard_tenant_rejections_total{tenant="t",deployment="m",reason="rate_limited"}':
             "0+500x480",
     }
     shed = {"exp_labels": {"tenant": "t", "deployment": "m", "severity": "ticket",

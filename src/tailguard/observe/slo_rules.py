@@ -128,6 +128,7 @@ def slos_of(config: ServeConfig) -> list[Slo]:
     """Every objective in ``config``, in config order: per deployment, then per tenant and
     deployment it may call (a tenant's ``p99_ms``/``availability``, else the deployment's)."""
     slos: list[Slo] = []
+    labels: tuple[tuple[str, str], ...]
     for d in config.deployments:
         labels = (("deployment", d.name),)
         slos.append(Slo("availability", labels, d.availability))

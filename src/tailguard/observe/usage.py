@@ -13,10 +13,9 @@ live in memory (for ``GET /v1/usage``) and in Prometheus counters labelled by te
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
