@@ -35,6 +35,7 @@ COMMAND_MODULES: dict[str, str] = {
     "runs": "train",
     "alerts": "alerts",
     "monitor": "monitor",
+    "dashboards": "dashboards",
 }
 
 

@@ -21,6 +21,8 @@ import httpx
 import pytest
 import yaml
 
+from tailguard.observe.grafana import dashboards, expressions
+from tailguard.serve.config import ServeConfig
 from tests.integration.conftest import ServerProcess, wait_for
 from tests.support.prometheus import require_tool
 
@@ -69,6 +71,24 @@ def _fast_pages(prometheus_url: str) -> list[dict[str, Any]]:
     return [a for a in data["data"]["alerts"]
             if a["labels"]["alertname"] == "TailguardLatencyBurnRate"
             and a["labels"]["burn_rate"] == "14.4" and a["state"] in ("pending", "firing")]
+
+
+def _dashboard_queries_answer(prometheus_url: str) -> None:
+    """Every serving dashboard query, its variables made concrete, answers on the live
+    Prometheus; those about this deployment with data (the admin's requests are the tenant
+    ``admin``'s; there are no tenant SLOs here, and nothing was shed or rejected)."""
+    config = ServeConfig.model_validate(CONFIG)
+    board = dashboards(config)["tailguard-serving.json"]
+    empty_ok = ("Errors (5xx) and sheds (429)", "Tenant rejections by reason",
+                "Tenant error budget remaining (30 days)")
+    for title, expr in expressions(board):
+        query = (expr.replace("$__rate_interval", "10s").replace("$deployment", "sleepy")
+                 .replace("$tenant", "admin"))
+        answer = httpx.get(prometheus_url + "/api/v1/query", params={"query": query},
+                           timeout=10).json()
+        assert answer["status"] == "success", (title, query, answer)
+        if title not in empty_ok:
+            assert answer["data"]["result"], (title, query)
 
 
 @pytest.fixture
@@ -125,6 +145,7 @@ def test_a_latency_breach_fires_through_prometheus_and_resolves(
     finally:
         traffic.stop()
 
+    _dashboard_queries_answer(url)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     with pytest.raises(httpx.HTTPError):
