@@ -27,12 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-# promtool and prometheus for the SLO rule tests: Debian's package, unpacked (no daemon).
-PROMTOOL := .tools/prometheus/usr/bin/promtool
-$(PROMTOOL):
+# promtool, prometheus and alertmanager for the SLO tests: Debian's packages, unpacked.
+PROM_BIN := .tools/prometheus/usr/bin
+$(PROM_BIN)/promtool $(PROM_BIN)/alertmanager-local:
 	scripts/install-prometheus.sh
 
-test: lint typecheck $(PROMTOOL)
+test: lint typecheck $(PROM_BIN)/promtool $(PROM_BIN)/alertmanager-local
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,5 +1,6 @@
 """``tailguard monitor`` end to end: a real gateway, a real Prometheus with the window-scaled
-SLO rules, an SLO breach that fires the fast page through Prometheus's HTTP API, then resolves.
+SLO rules, an SLO breach that fires the fast page through Prometheus's HTTP API, then resolves;
+a real Alertmanager posts both to a webhook of the test's.
 
 The ``sleep`` model takes 2 ms plus 8 ms a row: one-row requests answer well within the 100 ms
 objective, 30-row ones (≈ 240 ms) never do. Admission is off so the slow ones are served, not
@@ -8,12 +9,14 @@ shed. Windows scaled by 0.02 (5 m -> 6 s, 1 h -> 72 s), scrapes and evaluations 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +94,54 @@ def _dashboard_queries_answer(prometheus_url: str) -> None:
             assert answer["data"]["result"], (title, query)
 
 
+class _Webhook:
+    """An HTTP endpoint on 127.0.0.1 keeping every JSON body Alertmanager posts."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def fast_page_states(self) -> set[str]:
+        return {a["status"] for post in list(self.posts) for a in post["alerts"]
+                if a["labels"].get("alertname") == "TailguardLatencyBurnRate"
+                and a["labels"].get("burn_rate") == "14.4"}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[_Webhook]:
+    hook = _Webhook()
+    yield hook
+    hook.close()
+
+
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[Callable[[str, Path], tuple[subprocess.Popen[str], str]]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def start(gateway: str, config: Path) -> tuple[subprocess.Popen[str], str]:
+    def start(gateway: str, config: Path, hook: str) -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tailguard", "monitor", "--config", str(config),
              "--gateway", gateway, "--data-dir", str(tmp_path / "monitor"),
-             "--scrape-interval-s", "1", "--eval-interval-s", "1", "--window-scale", "0.02"],
+             "--scrape-interval-s", "1", "--eval-interval-s", "1", "--window-scale", "0.02",
+             "--alertmanager-webhook", hook, "--group-wait-s", "1", "--group-interval-s", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "TAILGUARD_API_KEY": ADMIN_KEY})
         procs.append(proc)
@@ -119,10 +161,11 @@ def monitor(tmp_path: Path) -> Iterator[Callable[[str, Path], tuple[subprocess.P
 
 def test_a_latency_breach_fires_through_prometheus_and_resolves(
         start_server: Callable[..., ServerProcess], monitor: Callable[..., Any],
-        tmp_path: Path) -> None:
+        webhook: _Webhook, tmp_path: Path) -> None:
     require_tool("prometheus")
+    require_tool("alertmanager-local")
     server = start_server(CONFIG).wait_ready()
-    proc, url = monitor(server.url, server.config_path)
+    proc, url = monitor(server.url, server.config_path, webhook.url)
     # The gateway is a healthy target, scraped with the admin key.
     wait_for(lambda: any(t["health"] == "up" for t in httpx.get(
         url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]), 30,
@@ -140,10 +183,14 @@ def test_a_latency_breach_fires_through_prometheus_and_resolves(
         alert = _fast_pages(url)[0]
         assert alert["labels"]["deployment"] == "sleepy"
         assert alert["labels"]["severity"] == "page"
+        wait_for(lambda: "firing" in webhook.fast_page_states(), 30,
+                 "Alertmanager posting the fast page")
         traffic.rows = 1  # breach over: the 6 s short window clears the page
         wait_for(lambda: _fast_pages(url) == [], 40, "the fast latency page resolved")
     finally:
         traffic.stop()
+    wait_for(lambda: "resolved" in webhook.fast_page_states(), 30,
+             "Alertmanager posting the fast page resolved")
 
     _dashboard_queries_answer(url)
     proc.send_signal(signal.SIGTERM)

@@ -92,3 +92,18 @@ def test_rate_limit_gives_429_with_retry_after(server: ServerProcess) -> None:
     assert 429 in statuses and statuses[0] == 200
     usage = server.get("/v1/usage", headers=_h(KEY_A)).json()["usage"]
     assert usage[0]["throttled"] >= 1
+
+
+def test_the_tenant_latency_histogram_counts_refused_requests_too(server: ServerProcess) -> None:
+    # The tenant SLIs (tailguard alerts render) read one count: served and refused alike.
+    with httpx.Client(timeout=10) as client:
+        statuses = [client.post(server.url + "/v2/models/a-model/infer", json=BODY,
+                                headers=_h(KEY_A)).status_code for _ in range(8)]
+    counts = {s.labels["outcome"]: s.value
+              for family in text_string_to_metric_families(
+                  server.get("/metrics", headers=_h(ADMIN)).text)
+              if family.name == "tailguard_tenant_request_duration_seconds"
+              for s in family.samples
+              if s.name.endswith("_count") and s.labels["tenant"] == "alpha"}
+    assert 429 in statuses
+    assert counts["shed"] >= statuses.count(429) and counts["ok"] >= statuses.count(200)

@@ -2,7 +2,8 @@
 
 It starts Debian's Prometheus server on 127.0.0.1 (a free port unless ``--port``), scraping the
 gateway's ``/metrics`` and evaluating the rules ``tailguard alerts render`` writes, prints its
-URL, and runs until Ctrl-C or SIGTERM, then stops it. See :mod:`tailguard.observe.prometheus`.
+URL, and runs until Ctrl-C or SIGTERM, then stops it. With ``--alertmanager-webhook URL`` an
+Alertmanager receives the alerts and posts them to URL. See :mod:`tailguard.observe.prometheus`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def monitor(
     scrape_interval_s: Annotated[float, Opt(help="seconds between scrapes")] = 5.0,
     eval_interval_s: Annotated[float, Opt(help="seconds between rule evaluations")] = 5.0,
     window_scale: Annotated[float, Opt(help="scale the alert windows (tests, demos)")] = 1.0,
+    alertmanager_webhook: Annotated[str | None, Opt(
+        help="also run Alertmanager, posting alerts (and resolutions) to this URL")] = None,
+    group_wait_s: Annotated[float, Opt(help="Alertmanager: wait before a group's first "
+                                            "notice")] = 30.0,
+    group_interval_s: Annotated[float, Opt(help="Alertmanager: between notices of a "
+                                                "group")] = 300.0,
 ) -> None:
     """Run Prometheus on 127.0.0.1 against a gateway, with the SLO burn-rate alerts loaded."""
     from tailguard.artifacts.registry import tailguard_home
@@ -45,7 +52,9 @@ def monitor(
         rules = render_rules(load_config(config), window_scale)
         spec = MonitorSpec(gateway_url=gateway, data_dir=data_dir or tailguard_home() / "monitor",
                            api_key=api_key, scrape_interval_s=scrape_interval_s,
-                           evaluation_interval_s=eval_interval_s, port=port)
+                           evaluation_interval_s=eval_interval_s, port=port,
+                           alertmanager_webhook=alertmanager_webhook,
+                           group_wait_s=group_wait_s, group_interval_s=group_interval_s)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -58,9 +67,12 @@ def monitor(
     try:
         server.start()
         typer.echo(f"prometheus {server.url} (pid {server.pid}) scraping {gateway}/metrics; "
-                   f"alerts: {server.url}/alerts; data: {spec.data_dir}", err=False)
+                   f"alerts: {server.url}/alerts; data: {spec.data_dir}")
+        if server.alertmanager is not None:
+            typer.echo(f"alertmanager {server.alertmanager.url} posting to "
+                       f"{alertmanager_webhook}")
         code = server.wait()
-        typer.echo(f"prometheus exited with {code}:\n{server.log_tail()}", err=True)
+        typer.echo(f"a server exited with {code}:\n{server.log_tail()}", err=True)
         raise typer.Exit(1)
     except (FileNotFoundError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
