@@ -1,9 +1,10 @@
 """Usage metering per tenant and deployment: requests, rows, replica-seconds, rejections.
 
-Each request's end-to-end latency lands in ``tailguard_tenant_request_duration_seconds``
-{tenant,deployment,outcome} — the gateway histogram's buckets and outcome label, so a tenant's
-latency, availability and shed SLIs (``tailguard alerts render``) read one consistent count,
-requests refused at admission included.
+Each request's latency (arrival to result, before the response is encoded) lands in
+``tailguard_tenant_request_duration_seconds{tenant,deployment,outcome}``, with the gateway
+histogram's buckets and outcome label, so a tenant's latency, availability and shed SLIs
+(``tailguard alerts render``) read one consistent count, requests refused at admission
+included.
 
 Replica-seconds are attributed by each tenant's share of the rows of every batch: a batch of
 48 rows that took 60 ms on a replica, 12 of them tenant A's, charges A 15 replica-ms. Counts
