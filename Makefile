@@ -28,6 +28,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 test: lint typecheck
+	test -x /usr/bin/chromium || scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean:
