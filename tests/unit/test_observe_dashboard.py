@@ -70,7 +70,10 @@ def test_rates_quantiles_and_tenant_scope_from_a_real_registry() -> None:
     old = take_snapshot(metrics.registry, 10.0)
     for _ in range(18):
         _serve(metrics, usage, "alpha", "a", 200, 0.004)
-    _serve(metrics, usage, "alpha", "a", 429, 0.0001)  # fast shed: not in the latency
+    # a fast shed, refused at admission: in the rejections, not the tenant's requests
+    metrics.requests.labels("a", "v2", "429").inc()
+    metrics.latency.labels("a", "v2", "shed").observe(0.0001)
+    usage.rejected("alpha", "a", "shed")
     _serve(metrics, usage, "alpha", "a", 500, 0.001)
     for _ in range(10):
         _serve(metrics, usage, "bravo", "b", 200, 0.2)
@@ -93,6 +96,8 @@ def test_rates_quantiles_and_tenant_scope_from_a_real_registry() -> None:
     assert alpha["scope"] == "alpha"
     assert [(t["tenant"], t["deployment"], t["requests_per_s"])  # type: ignore[attr-defined]
             for t in alpha["tenants"]] == [("alpha", "a", 10.0)]  # type: ignore[attr-defined]
+    assert alpha["tenants"][0]["shed_per_s"] == 0.5  # type: ignore[index]
+    assert alpha["tenants"][0]["errors_per_s"] == 0.5  # type: ignore[index]
 
 
 def test_first_poll_has_state_but_no_rates() -> None:

@@ -79,10 +79,18 @@ def take_snapshot(registry: CollectorRegistry, t: float) -> Snapshot:
                     key = (s.labels["deployment"], outcome(int(s.labels["status"])))
                     requests[key] = requests.get(key, 0.0) + s.value
         elif family.name == "tailguard_tenant_requests":
+            # Requests refused at admission never reach this counter, only the rejections
+            # one; every 429 is such a refusal, counted there once (with its reason).
             for s in family.samples:
-                if s.name.endswith("_total"):
+                if s.name.endswith("_total") and s.labels["status"] != "429":
                     tkey = (s.labels["tenant"], s.labels["deployment"],
                             outcome(int(s.labels["status"])))
+                    tenants[tkey] = tenants.get(tkey, 0.0) + s.value
+        elif family.name == "tailguard_tenant_rejections":
+            for s in family.samples:
+                if s.name.endswith("_total"):  # "deadline" is answered 504, the rest 429
+                    tkey = (s.labels["tenant"], s.labels["deployment"],
+                            "error" if s.labels["reason"] == "deadline" else "shed")
                     tenants[tkey] = tenants.get(tkey, 0.0) + s.value
         elif family.name in _HISTOGRAMS:
             for s in family.samples:

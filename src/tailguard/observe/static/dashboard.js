@@ -61,6 +61,7 @@ function panel(id, title, chartSpecs, tileSpecs) {
     const box = el("div");
     charts.append(box);
     const opts = {title: spec.title, width: 420, height: 200, scales: {x: {time: true}},
+      legend: {live: false},  // the tiles carry the numbers: no cursor values
       series: [{}, ...spec.series.map(([, label], i) => ({label, stroke: COLORS[i],
         width: 1.5, spanGaps: false}))]};
     const chart = new uPlot(opts, [[], ...spec.series.map(() => [])], box);
