@@ -112,3 +112,29 @@ def test_assets_are_an_allowlist_and_are_packaged() -> None:
     assert html is not None and b"uPlot.iife.min.js" in html[0] and html[1].startswith("text/html")
     assert asset("uPlot.iife.min.js") is not None and asset("uPlot.min.css") is not None
     assert asset("../metrics.py") is None and asset("uPlot.LICENSE") is None
+
+
+def test_open_gateway_serves_page_and_data_to_anyone_like_metrics() -> None:
+    from starlette.testclient import TestClient
+
+    from tailguard.serve.app import Gateway
+    from tailguard.serve.config import DeploymentSpec, ServeConfig
+    from tests.unit.fake_replicas import FakeBackend
+
+    clock = [100.0]
+    spec = DeploymentSpec(name="echo", model="tailguard.models.echo:Echo", max_wait_ms=0)
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+    gateway = Gateway(ServeConfig(deployments=[spec]), backend=FakeBackend())
+    gateway.snapshots.clock = lambda: clock[0]
+    with TestClient(gateway) as client:
+        page = client.get("/dashboard")
+        assert page.status_code == 200 and "uPlot" in page.text
+        assert client.get("/dashboard/static/uPlot.min.css").status_code == 200
+        first = client.get("/v1/dashboard/data").json()  # no key: an open server, all of it
+        assert first["scope"] == "all" and first["deployments"][0]["requests_per_s"] is None
+        for _ in range(4):
+            assert client.post("/v2/models/echo/infer", json=body).status_code == 200
+        clock[0] += 2.0
+        row = client.get("/v1/dashboard/data").json()["deployments"][0]
+        assert row["name"] == "echo" and row["requests_per_s"] == pytest.approx(2.0)
+        assert row["p50_s"] is not None and row["batch_rows_mean"] >= 1

@@ -21,8 +21,9 @@ The scoping is that of ``/metrics``: ``tenant``/``deployments`` of ``None`` is t
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -114,11 +115,13 @@ def take_snapshot(registry: CollectorRegistry, t: float) -> Snapshot:
 class SnapshotRing:
     """The last few snapshots: enough to span ``window_s`` and no more."""
 
-    def __init__(self, window_s: float = 5.0, min_interval_s: float = 0.5) -> None:
+    def __init__(self, window_s: float = 5.0, min_interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if window_s <= 0 or min_interval_s < 0:
             raise ValueError("window_s must be > 0 and min_interval_s >= 0")
         self.window_s = window_s
         self.min_interval_s = min_interval_s
+        self.clock = clock  # the snapshots' time base (tests step it)
         self._ring: deque[Snapshot] = deque()
 
     def due(self, now: float) -> bool:

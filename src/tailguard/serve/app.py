@@ -112,7 +112,7 @@ class Gateway:
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
-        self._snapshots = dashboard.SnapshotRing(window_s=5.0)
+        self.snapshots = dashboard.SnapshotRing(window_s=5.0)  # for the live page's rates
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
         self._router = Starlette(
@@ -388,19 +388,19 @@ class Gateway:
 
     async def _dashboard_data(self, request: Request) -> Response:
         principal = self._principal(request)
-        now = time.monotonic()
-        if self._snapshots.due(now):  # many open pages share one snapshot per interval
-            self._snapshots.observe(dashboard.take_snapshot(self.metrics.registry, now))
-        newest = self._snapshots.newest
+        now = self.snapshots.clock()
+        if self.snapshots.due(now):  # many open pages share one snapshot per interval
+            self.snapshots.observe(dashboard.take_snapshot(self.metrics.registry, now))
+        newest = self.snapshots.newest
         assert newest is not None  # observed above on the first poll
         gauges = [dashboard.Gauges(d.name, d.queued_rows, d.ready_replicas,
                                    d.desired_replicas) for d in self.deployments.values()]
         objectives = {d.name: (d.spec.p99_ms / 1000 if d.spec.p99_ms is not None else None)
                       for d in self.deployments.values()}
         if principal.admin:
-            data = dashboard.panels(self._snapshots.oldest, newest, gauges, objectives)
+            data = dashboard.panels(self.snapshots.oldest, newest, gauges, objectives)
         else:  # a tenant sees only its own series and its own deployments'
-            data = dashboard.panels(self._snapshots.oldest, newest, gauges, objectives,
+            data = dashboard.panels(self.snapshots.oldest, newest, gauges, objectives,
                                     tenant=principal.id,
                                     deployments=set(self._visible(principal)))
         return _json(data)
