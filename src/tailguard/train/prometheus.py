@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -152,7 +151,6 @@ class TrainExporter:
     def __enter__(self) -> TrainExporter:
         return self
 
-    def __exit__(self, *_exc: tuple[type[BaseException] | None, BaseException | None,
-                                    TracebackType | None]) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
