@@ -33,6 +33,7 @@ $(PROM_BIN)/promtool $(PROM_BIN)/alertmanager-local:
 	scripts/install-prometheus.sh
 
 test: lint typecheck $(PROM_BIN)/promtool $(PROM_BIN)/alertmanager-local
+	test -x /usr/bin/chromium || scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -21,6 +21,10 @@ def train_cmd(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="with --engine ray: 'auto', HOST:PORT or ray://HOST:PORT "
                                     "(default $RAY_ADDRESS, else a Ray started here)"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", envvar="TAILGUARD_TRAIN_METRICS_PORT",
+        help="serve tailguard_train_* for Prometheus on 127.0.0.1:PORT while the job runs "
+             "(0: a free port, printed); off by default"),
 ) -> None:
     """Train a model on supervised workers (local processes or Ray actors); register it."""
     from tailguard.train import JobError, LocalEngine, load_job
@@ -33,9 +37,9 @@ def train_cmd(
         if engine == "ray":
             from tailguard.train.ray_engine import RayEngine
 
-            runner: LocalEngine = RayEngine(address=ray_address)
+            runner: LocalEngine = RayEngine(address=ray_address, metrics_port=metrics_port)
         else:
-            runner = LocalEngine()
+            runner = LocalEngine(metrics_port=metrics_port)
         result = runner.run(job, resume=resume, run_id=run_id)
     except JobError as exc:
         typer.echo(f"error: {exc}", err=True)

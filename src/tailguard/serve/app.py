@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
+from tailguard.observe import dashboard
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import DeploymentSpec, ServeConfig
@@ -80,6 +81,15 @@ def _json(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def _asset(name: str) -> Response:
+    """A file of the live page, or 404."""
+    found = dashboard.asset(name)
+    if found is None:
+        raise NotFound(f"no dashboard file {name!r}")
+    body, media = found
+    return Response(body, media_type=media, headers={"cache-control": "no-cache"})
+
+
 class Gateway:
     """ASGI app serving every deployment of a :class:`ServeConfig`."""
 
@@ -102,6 +112,7 @@ class Gateway:
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
                                      d.desired_replicas) for d in self.deployments.values()])
+        self.snapshots = dashboard.SnapshotRing(window_s=5.0)  # for the live page's rates
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
         self._router = Starlette(
@@ -118,6 +129,9 @@ class Gateway:
                 Route("/v1/usage", self._usage),
                 Route("/v1/deployments/{model}/restart", self._restart, methods=["POST"]),
                 Route("/metrics", self._metrics),
+                Route("/dashboard", self._dashboard_page),
+                Route("/dashboard/static/{name}", self._dashboard_asset),
+                Route("/v1/dashboard/data", self._dashboard_data),
             ],
             # Exception goes to Starlette's ServerErrorMiddleware, which answers with it and
             # then re-raises, so the server logs the bug as well.
@@ -372,3 +386,30 @@ class Gateway:
             body = self.metrics.render(tenant=principal.id,
                                        deployments=set(self._visible(principal)))
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _dashboard_page(self, _request: Request) -> Response:
+        """The live page: a shell with no data in it, open like a static file; the data it
+        polls (:meth:`_dashboard_data`) is authorised and scoped as ``/metrics`` is."""
+        return _asset("dashboard.html")
+
+    async def _dashboard_asset(self, request: Request) -> Response:
+        return _asset(request.path_params["name"])
+
+    async def _dashboard_data(self, request: Request) -> Response:
+        principal = self._principal(request)
+        now = self.snapshots.clock()
+        if self.snapshots.due(now):  # many open pages share one snapshot per interval
+            self.snapshots.observe(dashboard.take_snapshot(self.metrics.registry, now))
+        newest = self.snapshots.newest
+        assert newest is not None  # observed above on the first poll
+        gauges = [dashboard.Gauges(d.name, d.queued_rows, d.ready_replicas,
+                                   d.desired_replicas) for d in self.deployments.values()]
+        objectives = {d.name: (d.spec.p99_ms / 1000 if d.spec.p99_ms is not None else None)
+                      for d in self.deployments.values()}
+        if principal.admin:
+            data = dashboard.panels(self.snapshots.oldest, newest, gauges, objectives)
+        else:  # a tenant sees only its own series and its own deployments'
+            data = dashboard.panels(self.snapshots.oldest, newest, gauges, objectives,
+                                    tenant=principal.id,
+                                    deployments=set(self._visible(principal)))
+        return _json(data)

@@ -102,7 +102,11 @@ class LocalEngine:
 
     def __init__(self, home: Path | None = None, *, poll_interval_s: float = 0.05,
                  env: dict[str, str] | None = None, progress: bool | None = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None,
+                 metrics_port: int | None = None) -> None:
+        """``metrics_port``: serve ``tailguard_train_*`` on 127.0.0.1 at this port while a
+        job runs (0: a free port; the URL is echoed); ``None``: no endpoint."""
+        self.metrics_port = metrics_port
         self.home = Path(home) if home is not None else tailguard_home()
         self.poll_interval_s = poll_interval_s
         self.env = dict(env or {})
@@ -208,7 +212,7 @@ class LocalEngine:
         # attempts of earlier invocations (a --resume) keep their logs; number on after them
         attempts_dir = paths.root / "attempts"
         base = len(list(attempts_dir.iterdir())) if attempts_dir.is_dir() else 0
-        with _sigterm_as_exit():
+        with _sigterm_as_exit(), self._exporter(job, paths):
             while True:
                 decision, new_state, workers = self._attempt(job, paths, base, state, config,
                                                              store)
@@ -238,6 +242,19 @@ class LocalEngine:
                           + f" with {state.world_size} worker(s) "
                           f"(restart {state.restarts}/{job.max_restarts})"
                           + (f"\n{tails}" if tails else ""))
+
+    @contextmanager
+    def _exporter(self, job: TrainJob, paths: RunPaths) -> Iterator[None]:
+        """The scrape endpoint for the whole run: here, not in a worker, so it outlives
+        worker restarts and counts them."""
+        if self.metrics_port is None:
+            yield
+            return
+        from tailguard.train.prometheus import TrainExporter
+
+        with TrainExporter(self.metrics_port, job.name, paths.run_id, paths.metrics) as exp:
+            self.echo(f"run {paths.run_id}: training metrics on {exp.url}")
+            yield
 
     def _attempt(self, job: TrainJob, paths: RunPaths, base: int, state: SupervisorState,
                  config: SupervisorConfig, store: CheckpointStore

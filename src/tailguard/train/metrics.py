@@ -3,7 +3,7 @@
 Events (each line has ``event`` and ``t``, Unix seconds)::
 
     start             attempt, world_size, resumed_from_step, total_steps
-    step              step, epoch, loss, lr, samples_per_s, attempt
+    step              step, epoch, loss, lr, samples_per_s, step_s, data_s, attempt
     eval              step, metrics {accuracy|mse|mae, loss, rows}, eval_s
     target_reached    step, metric, value, target, tta_s
     checkpoint        step, path, save_s

@@ -377,7 +377,10 @@ class Trainer:
                 while consumed < num_samples and step < total and not stop:
                     rows = plan.global_rows(consumed)
                     mine = plan.rank_rows(consumed, rank)
-                    loss = train_step(next_batch(mine), mine, rows, step)
+                    waited = time.perf_counter()
+                    batch = next_batch(mine)
+                    waited = time.perf_counter() - waited  # tailguard_train_data_wait_share
+                    loss = train_step(batch, mine, rows, step)
                     step, consumed, seen = step + 1, consumed + rows, seen + rows
                     if step == start_step + 1:
                         self.hb.stop_keepalive(all_levels=True)  # start-up is over
@@ -387,7 +390,8 @@ class Trainer:
                         now = time.perf_counter()
                         rate = rows / max(1e-9, now - tick)
                         self._emit("step", step=step, epoch=epoch, loss=last_loss,
-                                   lr=self.optimizer.param_groups[0]["lr"], samples_per_s=rate)
+                                   lr=self.optimizer.param_groups[0]["lr"], samples_per_s=rate,
+                                   step_s=now - tick, data_s=waited)
                         shown = self.job.objective.metric.value
                         held_out = (f" {shown} {eval_metrics[shown]:.4f}"
                                     if shown in eval_metrics else "")
