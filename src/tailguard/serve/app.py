@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
+from tailguard.observe.trace_spec import build_tracing
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
@@ -39,6 +41,11 @@ from tailguard.serve.protocols import openai, v2
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from tailguard.observe.tracing import Tracing
 
 log = logging.getLogger("tailguard.serve")
 
@@ -59,7 +66,8 @@ class _Backends:
     def __init__(self, config: ServeConfig, fixed: ReplicaBackend | None) -> None:
         self._config = config
         self._fixed = fixed
-        self._local = LocalBackend()
+        self._env = config.tracing.env()  # replicas trace, and export, as the gateway does
+        self._local = LocalBackend(self._env)
         self._ray: ReplicaBackend | None = None
 
     def of(self, spec: DeploymentSpec) -> ReplicaBackend:
@@ -70,7 +78,7 @@ class _Backends:
         if self._ray is None:
             from tailguard.serve.replicas.ray_backend import RayBackend
 
-            on_ray = RayBackend(self._config.ray_address_of())
+            on_ray = RayBackend(self._config.ray_address_of(), self._env)
             on_ray.connect()
             self._ray = on_ray
         return self._ray
@@ -81,10 +89,16 @@ def _json(data: object, status: int = 200) -> Response:
 
 
 class Gateway:
-    """ASGI app serving every deployment of a :class:`ServeConfig`."""
+    """ASGI app serving every deployment of a :class:`ServeConfig`.
 
-    def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None) -> None:
+    ``tracing`` replaces the tracer ``config.tracing`` would build (tests pass one exporting
+    to memory)."""
+
+    def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.config = config
+        self.tracing = tracing if tracing is not None else build_tracing(config.tracing,
+                                                                         "gateway")
         self.metrics = ServeMetrics(objectives_s=[
             o / 1000 for o in [*(d.p99_ms for d in config.deployments),
                                *(t.p99_ms for t in config.tenants)] if o is not None])
@@ -98,7 +112,7 @@ class Gateway:
             self.deployments[spec.name] = Deployment(
                 spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
                 self.usage,
-                FairQueueConfig(starvation_s=config.admission.starvation_s))
+                FairQueueConfig(starvation_s=config.admission.starvation_s), self.tracing)
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
@@ -145,6 +159,8 @@ class Gateway:
         await self.autoscaler.stop()  # first: no scaling while the deployments drain
         await asyncio.gather(*(d.stop(self.config.graceful_shutdown_s)
                                for d in self.deployments.values()))
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,6 +186,26 @@ class Gateway:
             hist = self._latency[key] = self.metrics.latency.labels(
                 deployment, protocol, outcome(status))
         hist.observe(time.perf_counter() - started)  # type: ignore[attr-defined]
+
+    def _request_span(self, scope: Scope, protocol: str) -> Span | None:
+        """The request's span if it is traced (its traceparent, else the sample ratio)."""
+        tracing = self.tracing
+        assert tracing is not None  # callers check first: off costs one attribute test
+        parent = tracing.incoming(scope["headers"])
+        if parent is None:
+            return None
+        return tracing.start(f"{protocol} infer", parent, kind=tracing.SERVER, attributes={
+            "tailguard.protocol": protocol, "http.request.method": "POST",
+            "url.path": scope["path"]})
+
+    def _end_span(self, span: Span, deployment: str, status: int, error: str | None) -> None:
+        span.set_attribute("tailguard.deployment", deployment)
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("tailguard.outcome", outcome(status))
+        if status >= 500 and error is not None:  # 4xx are the client's: not a server error
+            assert self.tracing is not None
+            self.tracing.fail(span, error)
+        span.end()
 
     def _deployment(self, name: str, version: str | None, principal: Principal,
                     infer: bool = False) -> Deployment:
@@ -202,6 +238,7 @@ class Gateway:
     # ------------------------------------------------------------------ hot routes
     async def _v2_infer(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         started = time.perf_counter()
+        span = None if self.tracing is None else self._request_span(scope, "v2")
         parts = path.split("/")
         name = parts[3] if len(parts) > 3 else ""
         label = name if name in self.deployments else "_unknown"
@@ -223,41 +260,68 @@ class Gateway:
 
             # Admitted as one row before its body is read: a request refused under overload
             # costs no reading or decoding. A bigger one is judged again once decoded.
-            outputs = await self._run(principal, deployment, read, rows_hint=1)
+            outputs = await self._run(principal, deployment, read, rows_hint=1, span=span)
             payload = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
                                       deployment.signature)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, path)
             self._count(label, "v2", exc.status, started)
+            if span is not None:
+                self._end_span(span, label, exc.status, exc.message)
             await respond(send, exc.status, orjson.dumps({"error": exc.message}),
                           self._error_headers(exc))
             return
         self._count(label, "v2", 200, started)
+        if span is not None:
+            self._end_span(span, label, 200, None)
         await respond(send, 200, payload)
 
     async def _run(self, principal: Principal, deployment: Deployment,
                    read: Callable[[], Awaitable[tuple[Tensors, int, Hashable]]],
-                   rows_hint: int) -> Tensors:
+                   rows_hint: int, span: Span | None = None) -> Tensors:
         """Admit ``rows_hint`` rows, then ``read`` the request (tensors, rows, batching key),
-        queue and await it, metering its outcome for its tenant."""
+        queue and await it, metering its outcome for its tenant. ``span``: the request's,
+        when traced (admission becomes its child span)."""
         loop = asyncio.get_running_loop()
-        caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
+        admission = None
+        if span is not None:
+            assert self.tracing is not None
+            span.set_attribute("tailguard.tenant", principal.id)
+            admission = self.tracing.start("admission", span)
+        try:
+            caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
+        except ServeError as exc:
+            if admission is not None:
+                admission.set_attribute("tailguard.admitted", False)
+                admission.set_attribute("tailguard.reason", exc.reason or str(exc.status))
+                admission.end()
+            raise
         status, rows = 500, rows_hint
         try:
             tensors, rows, key = await read()
             self.gate.resize(principal, deployment, rows_hint, rows, loop.time())
-            outputs = await deployment.infer(tensors, rows, key, caller=caller)
+            if admission is not None and span is not None:
+                admission.set_attribute("tailguard.admitted", True)
+                admission.end()
+                admission = None
+                span.set_attribute("tailguard.rows", rows)
+                span.set_attribute("tailguard.priority", caller.priority.value)
+            outputs = await deployment.infer(tensors, rows, key, caller=caller, trace=span)
             status = 200
             return outputs
         except ServeError as exc:
             status = exc.status
             raise
         finally:
+            if admission is not None:  # refused on its real size, or its body was bad
+                admission.set_attribute("tailguard.admitted", False)
+                admission.end()
             self.gate.release(caller)
             self.usage.request(caller.tenant, deployment.name, status, rows)
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        span = None if self.tracing is None else self._request_span(scope, "openai")
         label = "_unknown"
         try:
             principal = self.gate.authenticate(scope["headers"])
@@ -273,15 +337,20 @@ class Gateway:
             async def read() -> tuple[Tensors, int, Hashable]:
                 return tensors, len(request.texts), ()
 
-            outputs = await self._run(principal, deployment, read, len(request.texts))
+            outputs = await self._run(principal, deployment, read, len(request.texts),
+                                      span=span)
             payload = openai.encode_embeddings(request, outputs)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, "/v1/embeddings")
             self._count(label, "openai", exc.status, started)
+            if span is not None:
+                self._end_span(span, label, exc.status, exc.message)
             await respond(send, exc.status, openai.error_body(exc.message, exc.status),
                           self._error_headers(exc))
             return
         self._count(label, "openai", 200, started)
+        if span is not None:
+            self._end_span(span, label, 200, None)
         await respond(send, 200, payload)
 
     # ------------------------------------------------------------------ other routes
