@@ -46,7 +46,7 @@ def run_sink(port: int) -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             request = ExportTraceServiceRequest.FromString(body)
             with lock:
@@ -58,7 +58,7 @@ def run_sink(port: int) -> None:
             self.send_header("content-length", "0")
             self.end_headers()
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with lock:
                 data = json.dumps(dict(counts)).encode()
             if self.path == "/v2/health/ready":
