@@ -12,6 +12,9 @@ in ABBA order (off, on, on, off, ...), so that drift in the machine's load falls
 
 The figure is the ratio of the summed throughput on / off over all rounds (and the median of
 the per-pair ratios, to see the noise); the sink's span count shows the spans were exported.
+On a machine shared with other work throughput swings from round to round, so each round also
+reads the CPU seconds the server's processes (gateway and replicas, from /proc) spent per
+request served: what tracing adds to each request, much less sensitive to the neighbours.
 
     python benchmarks/tracing_overhead.py [--rounds 4] [--duration 6] [--only echo|minilm]
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -82,6 +86,28 @@ def server(deployment: dict[str, Any], tracing: dict[str, Any], name: str) -> Se
     return Server([PY, "-m", "tailguard", "serve", "--config", str(cfg)], port, name)
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process, in seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s(target: Server) -> float:
+    """CPU seconds so far of the gateway and its replica processes."""
+    with urllib.request.urlopen(target.url + "/v1/deployments", timeout=10) as r:
+        pids = [rep["pid"] for d in json.loads(r.read())["deployments"]
+                for rep in d["replicas"] if rep["pid"]]
+    return sum(_cpu_s(p) for p in [target.proc.pid, *pids])
+
+
+def served(target: Server) -> float:
+    """Requests the server has answered (warm-up included: traced like the others)."""
+    with urllib.request.urlopen(target.url + "/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith("tailguard_requests_total{"))
+
+
 def sink_counts(url: str) -> dict[str, int]:
     with urllib.request.urlopen(url + "/counts", timeout=5) as r:
         return dict(json.loads(r.read()))
@@ -94,22 +120,31 @@ def case(name: str, deployment: dict[str, Any], ratio: float, sink_url: str,
     before = sink_counts(sink_url)
     off_rps: list[float] = []
     on_rps: list[float] = []
+    cpu_ms: dict[bool, list[float]] = {False: [], True: []}  # per request served
     with server(deployment, {}, f"{name}-off") as s_off, \
             server(deployment, on, f"{name}-on") as s_on:
         order = [s_off, s_on, s_on, s_off] * ((rounds + 1) // 2)
         for i, target in enumerate(order[: 2 * rounds]):
+            cpu_before, served_before = server_cpu_s(target), served(target)
             result = load(target.url, deployment["name"], *flags, protocol=protocol)
             traced = target is s_on
+            answered = max(1.0, served(target) - served_before)
+            cpu_ms[traced].append((server_cpu_s(target) - cpu_before) * 1000 / answered)
             (on_rps if traced else off_rps).append(result["ok_rps"])
             print(f"{name} round {i // 2 + 1} tracing {'on ' if traced else 'off'}: "
                   f"{result['ok_rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
-                  f"errors {result['requests'] - result['ok']}", file=sys.stderr)
+                  f"errors {result['requests'] - result['ok']}, "
+                  f"server CPU {cpu_ms[traced][-1]:.3f} ms/request", file=sys.stderr)
     # the servers stopped (SIGTERM): their exporters have flushed to the sink
     after = sink_counts(sink_url)
     spans = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     total = sum(on_rps) / sum(off_rps)
     pairs = [a / b for a, b in zip(on_rps, off_rps, strict=True)]
     loss = 1 - total
+    cpu_ratio = statistics.median(cpu_ms[True]) / statistics.median(cpu_ms[False])
+    print(f"{name}: server CPU per request, median of rounds: off "
+          f"{statistics.median(cpu_ms[False]):.3f} ms, on {statistics.median(cpu_ms[True]):.3f} "
+          f"ms (ratio {cpu_ratio:.3f})", file=sys.stderr)
     print(f"{name} at {ratio:.0%} sampling: on/off throughput {total:.3f} "
           f"(loss {loss:.1%}, target <= {TARGETS[name]:.0%}); per-pair median "
           f"{statistics.median(pairs):.3f} (min {min(pairs):.3f}, max {max(pairs):.3f}); "
@@ -117,6 +152,9 @@ def case(name: str, deployment: dict[str, Any], ratio: float, sink_url: str,
     return {"sample_ratio": ratio, "ratio": round(total, 4), "loss": round(loss, 4),
             "target_loss": TARGETS[name], "met": loss <= TARGETS[name],
             "median_pair_ratio": round(statistics.median(pairs), 4),
+            "cpu_ms_per_request_off": [round(x, 4) for x in cpu_ms[False]],
+            "cpu_ms_per_request_on": [round(x, 4) for x in cpu_ms[True]],
+            "cpu_per_request_ratio": round(cpu_ratio, 4),
             "off_rps": [round(x) for x in off_rps], "on_rps": [round(x) for x in on_rps],
             "spans_exported": spans}
 

@@ -99,7 +99,7 @@ def test_one_batch_span_links_every_request_in_it_and_parents_none_of_them() -> 
     carried = backend.started[0].traceparents[1]
     assert carried is not None and carried.startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
     assert int(carried[-2:], 16) & 1  # sampled (the SDK also sets level 2's random-id bit)
-    # every request: attributes, an admission child, a queue child linked back to its batch
+    # every request: attributes, admission and queue-wait events, a link back to its batch
     by_id = {s.context.span_id: s for s in spans}
     for request in requests:
         attrs = request.attributes or {}
@@ -108,13 +108,19 @@ def test_one_batch_span_links_every_request_in_it_and_parents_none_of_them() -> 
         assert attrs["tailguard.tenant"] == "anonymous"
         assert attrs["tailguard.rows"] == 1
         assert attrs["http.response.status_code"] == 200
-        children = [s for s in spans if s.parent is not None
+        assert not [s for s in spans if s.parent is not None
                     and s.parent.span_id == request.context.span_id]
-        assert sorted(c.name for c in children) == ["admission", "queue"]
-        queue = next(c for c in children if c.name == "queue")
-        assert queue.links and by_id[queue.links[0].context.span_id].name == "batch"
-        assert queue.start_time is not None and request.start_time is not None
-        assert queue.start_time >= request.start_time
+        assert [e.name for e in request.events] == ["admitted", "dequeued"]
+        dequeued = request.events[1].attributes or {}
+        assert float(dequeued["tailguard.queue_wait_ms"]) >= 0  # type: ignore[arg-type]
+        (link,) = request.links
+        batch = by_id[link.context.span_id]
+        assert batch.name == "batch"
+        assert (batch.attributes or {})["tailguard.batch_id"] == dequeued["tailguard.batch_id"]
+    # the five queued behind the first batch, which ran 0.5 s: their wait shows
+    waits = [float((r.events[1].attributes or {})["tailguard.queue_wait_ms"])  # type: ignore[arg-type]
+             for r in requests]
+    assert max(waits) > 0
 
 
 def test_an_incoming_traceparent_is_the_request_span_parent() -> None:

@@ -281,31 +281,24 @@ class Gateway:
                    rows_hint: int, span: Span | None = None) -> Tensors:
         """Admit ``rows_hint`` rows, then ``read`` the request (tensors, rows, batching key),
         queue and await it, metering its outcome for its tenant. ``span``: the request's,
-        when traced (admission becomes its child span)."""
+        when traced (admission's answer becomes an event on it)."""
         loop = asyncio.get_running_loop()
-        admission = None
         if span is not None:
-            assert self.tracing is not None
             span.set_attribute("tailguard.tenant", principal.id)
-            admission = self.tracing.start("admission", span)
         try:
             caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
         except ServeError as exc:
-            if admission is not None:
-                admission.set_attribute("tailguard.admitted", False)
-                admission.set_attribute("tailguard.reason", exc.reason or str(exc.status))
-                admission.end()
+            if span is not None:
+                span.add_event("refused", {"tailguard.reason": exc.reason or str(exc.status)})
             raise
         status, rows = 500, rows_hint
         try:
             tensors, rows, key = await read()
             self.gate.resize(principal, deployment, rows_hint, rows, loop.time())
-            if admission is not None and span is not None:
-                admission.set_attribute("tailguard.admitted", True)
-                admission.end()
-                admission = None
+            if span is not None:
+                span.add_event("admitted", {"tailguard.rows": rows,
+                                            "tailguard.priority": caller.priority.value})
                 span.set_attribute("tailguard.rows", rows)
-                span.set_attribute("tailguard.priority", caller.priority.value)
             outputs = await deployment.infer(tensors, rows, key, caller=caller, trace=span)
             status = 200
             return outputs
@@ -313,9 +306,6 @@ class Gateway:
             status = exc.status
             raise
         finally:
-            if admission is not None:  # refused on its real size, or its body was bad
-                admission.set_attribute("tailguard.admitted", False)
-                admission.end()
             self.gate.release(caller)
             self.usage.request(caller.tenant, deployment.name, status, rows)
 
