@@ -40,8 +40,7 @@ class BatchTrace:
             "batch",
             attributes={"tailguard.deployment": deployment, "tailguard.replica": replica,
                         "tailguard.batch_id": batch_id, "tailguard.rows": rows,
-                        "tailguard.requests": requests,
-                        "tailguard.traced_requests": len(traced)},
+                        "tailguard.requests": requests},
             links=[Link(p.trace.get_span_context()) for p in traced if p.trace is not None])
         self.traceparent = traceparent_of(self.span)
         batch = self.span.get_span_context()
@@ -49,7 +48,7 @@ class BatchTrace:
             assert p.trace is not None  # only traced requests are passed
             p.trace.add_event("dequeued", {
                 "tailguard.queue_wait_ms": max(0.0, loop_now - p.enqueued) * 1000,
-                "tailguard.batch_id": batch_id, "tailguard.dispatch": p.dispatches})
+                "tailguard.batch_id": batch_id})
             p.trace.add_link(batch)
 
     def end(self, outcome: str, error: str | None = None) -> None:
