@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -203,8 +204,8 @@ def test_tracing_off_builds_nothing_and_never_imports_opentelemetry(tmp_path: Pa
 
 def test_the_batch_message_carries_the_traceparent_through_the_codec() -> None:
     tp = f"00-{TRACE_ID}-{PARENT_ID}-01"
-    for sent in (BatchRequest(3, {"x": __import__("numpy").zeros((2, 1))}, tp),
-                 BatchRequest(4, {"x": __import__("numpy").zeros((2, 1))})):
+    for sent in (BatchRequest(3, {"x": np.zeros((2, 1))}, tp),
+                 BatchRequest(4, {"x": np.zeros((2, 1))})):
         frame = b"".join(bytes(b) for b in encode(sent))
         got = decode(memoryview(frame)[4:])
         assert isinstance(got, BatchRequest) and got.traceparent == sent.traceparent
@@ -258,3 +259,26 @@ def test_jsonl_exporter_appends_one_json_line_per_span(tmp_path: Path) -> None:
     assert [s["name"] for s in lines] == ["attempt", "train"]
     assert lines[0]["parent_id"] == lines[1]["context"]["span_id"]
     JsonLinesExporter(path).shutdown()
+
+
+def test_the_ray_actor_runs_a_traced_batch_under_the_carried_traceparent() -> None:
+    from tailguard.serve.loader import instantiate
+    from tailguard.serve.replicas.messages import BatchResult
+    from tailguard.serve.replicas.ray_actor import ReplicaActor
+
+    spec = DeploymentSpec(name="echo", model="tailguard.models.echo:Echo")
+    actor = ReplicaActor(spec.model_dump_json())  # the class Ray wraps, called directly
+    model = instantiate(spec)
+    model.setup()
+    exporter = InMemorySpanExporter()
+    actor._model = model
+    actor._tracing = Tracing(TracingSpec(enabled=True, exporter="none"), "replica",
+                             exporter=exporter)
+    rows = {"INPUT0": np.zeros((3, 2), dtype=np.float32)}
+    assert isinstance(actor.infer(1, rows), BatchResult)  # untraced: no span
+    result = actor.infer(2, rows, f"00-{TRACE_ID}-{PARENT_ID}-01")
+    assert isinstance(result, BatchResult)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "predict" and f"{span.context.trace_id:032x}" == TRACE_ID
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == PARENT_ID
+    assert (span.attributes or {})["tailguard.rows"] == 3
