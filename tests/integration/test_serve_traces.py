@@ -52,3 +52,26 @@ def test_predict_in_the_replica_process_is_the_child_of_the_batch_span(
     assert replica["tailguard.replica"] == "echo-0"
     assert predict["attributes"]["tailguard.rows"] == 1
     assert batch["attributes"]["tailguard.replica"] == "echo-0"
+
+
+def test_a_ray_replica_exports_its_predict_span_under_the_batch_span(
+        ray_cluster, start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    pytest.importorskip("ray")
+    path = tmp_path / "spans.jsonl"  # the test cluster's nodes share this machine's disk
+    server = start_server({
+        "backend": "ray", "ray_address": ray_cluster.address,
+        "deployments": [{"name": "echo", "model": "tailguard.models.echo:Echo",
+                         "max_wait_ms": 0}],
+        "tracing": {"enabled": True, "exporter": "jsonl", "jsonl_path": str(path)},
+    }).wait_ready(180)
+    assert server.post("/v2/models/echo/infer", json=BODY).status_code == 200
+    wait_for(lambda: any(s["name"] == "predict" for s in _spans(path)), 30,
+             "the Ray replica's predict span in the file")
+    spans = _spans(path)
+    (batch,) = [s for s in spans if s["name"] == "batch"]
+    (predict,) = [s for s in spans if s["name"] == "predict"]
+    assert predict["parent_id"] == batch["context"]["span_id"]
+    assert predict["context"]["trace_id"] == batch["context"]["trace_id"]
+    assert predict["resource"]["attributes"]["tailguard.replica"] == "echo-0"
