@@ -33,6 +33,7 @@ class FakeReplica:
         self._closed: asyncio.Future[None] | None = None
         self._reply: asyncio.Future[None] | None = None
         self.batches: list[int] = []  # rows per batch served
+        self.traceparents: list[str | None] = []  # what each batch message carried
 
     @property
     def name(self) -> str:
@@ -54,10 +55,12 @@ class FakeReplica:
         self._backend.started.append(self)
         return 0.0
 
-    async def infer(self, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
-        request = _wire(BatchRequest(batch_id, tensors))
+    async def infer(self, batch_id: int, tensors: Tensors,
+                    traceparent: str | None = None) -> BatchResult | BatchError:
+        request = _wire(BatchRequest(batch_id, tensors, traceparent))
         assert isinstance(request, BatchRequest) and self._model is not None
         self.batches.append(len(next(iter(request.tensors.values()))))
+        self.traceparents.append(request.traceparent)
         self._reply = asyncio.get_running_loop().create_future()
         delay = asyncio.ensure_future(asyncio.sleep(self._backend.delay_s))
         await asyncio.wait({delay, self._reply}, return_when=asyncio.FIRST_COMPLETED)

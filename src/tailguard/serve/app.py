@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
 from tailguard.observe import dashboard
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
+from tailguard.observe.trace_spec import build_tracing
 from tailguard.observe.usage import UsageMeter
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
@@ -40,6 +42,11 @@ from tailguard.serve.protocols import openai, v2
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from tailguard.observe.tracing import Tracing
 
 log = logging.getLogger("tailguard.serve")
 
@@ -60,7 +67,8 @@ class _Backends:
     def __init__(self, config: ServeConfig, fixed: ReplicaBackend | None) -> None:
         self._config = config
         self._fixed = fixed
-        self._local = LocalBackend()
+        self._env = config.tracing.env()  # replicas trace, and export, as the gateway does
+        self._local = LocalBackend(self._env)
         self._ray: ReplicaBackend | None = None
 
     def of(self, spec: DeploymentSpec) -> ReplicaBackend:
@@ -71,7 +79,7 @@ class _Backends:
         if self._ray is None:
             from tailguard.serve.replicas.ray_backend import RayBackend
 
-            on_ray = RayBackend(self._config.ray_address_of())
+            on_ray = RayBackend(self._config.ray_address_of(), self._env)
             on_ray.connect()
             self._ray = on_ray
         return self._ray
@@ -91,10 +99,16 @@ def _asset(name: str) -> Response:
 
 
 class Gateway:
-    """ASGI app serving every deployment of a :class:`ServeConfig`."""
+    """ASGI app serving every deployment of a :class:`ServeConfig`.
 
-    def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None) -> None:
+    ``tracing`` replaces the tracer ``config.tracing`` would build (tests pass one exporting
+    to memory)."""
+
+    def __init__(self, config: ServeConfig, backend: ReplicaBackend | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.config = config
+        self.tracing = tracing if tracing is not None else build_tracing(config.tracing,
+                                                                         "gateway")
         self.metrics = ServeMetrics(objectives_s=[
             o / 1000 for o in [*(d.p99_ms for d in config.deployments),
                                *(t.p99_ms for t in config.tenants)] if o is not None])
@@ -108,7 +122,7 @@ class Gateway:
             self.deployments[spec.name] = Deployment(
                 spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
                 self.usage,
-                FairQueueConfig(starvation_s=config.admission.starvation_s))
+                FairQueueConfig(starvation_s=config.admission.starvation_s), self.tracing)
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
                                      d.desired_replicas) for d in self.deployments.values()])
@@ -159,6 +173,8 @@ class Gateway:
         await self.autoscaler.stop()  # first: no scaling while the deployments drain
         await asyncio.gather(*(d.stop(self.config.graceful_shutdown_s)
                                for d in self.deployments.values()))
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,6 +200,26 @@ class Gateway:
             hist = self._latency[key] = self.metrics.latency.labels(
                 deployment, protocol, outcome(status))
         hist.observe(time.perf_counter() - started)  # type: ignore[attr-defined]
+
+    def _request_span(self, scope: Scope, protocol: str) -> Span | None:
+        """The request's span if it is traced (its traceparent, else the sample ratio)."""
+        tracing = self.tracing
+        assert tracing is not None  # callers check first: off costs one attribute test
+        parent = tracing.incoming(scope["headers"])
+        if parent is None:
+            return None
+        # Few attributes: encoding each for OTLP costs the exporter's thread ~5 µs of the
+        # gateway's CPU (benchmarks/tracing_overhead.py); the name says the route.
+        return tracing.start(f"{protocol} infer", parent, kind=tracing.SERVER,
+                             attributes={"tailguard.protocol": protocol})
+
+    def _end_span(self, span: Span, deployment: str, status: int, error: str | None) -> None:
+        span.set_attributes({"tailguard.deployment": deployment,
+                             "http.response.status_code": status})
+        if status >= 500 and error is not None:  # 4xx are the client's: not a server error
+            assert self.tracing is not None
+            self.tracing.fail(span, error)
+        span.end()
 
     def _deployment(self, name: str, version: str | None, principal: Principal,
                     infer: bool = False) -> Deployment:
@@ -216,6 +252,7 @@ class Gateway:
     # ------------------------------------------------------------------ hot routes
     async def _v2_infer(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         started = time.perf_counter()
+        span = None if self.tracing is None else self._request_span(scope, "v2")
         parts = path.split("/")
         name = parts[3] if len(parts) > 3 else ""
         label = name if name in self.deployments else "_unknown"
@@ -237,37 +274,50 @@ class Gateway:
 
             # Admitted as one row before its body is read: a request refused under overload
             # costs no reading or decoding. A bigger one is judged again once decoded.
-            outputs = await self._run(principal, deployment, read, 1, started)
+            outputs = await self._run(principal, deployment, read, 1, started, span=span)
             payload = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
                                       deployment.signature)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, path)
             self._count(label, "v2", exc.status, started)
+            if span is not None:
+                self._end_span(span, label, exc.status, exc.message)
             await respond(send, exc.status, orjson.dumps({"error": exc.message}),
                           self._error_headers(exc))
             return
         self._count(label, "v2", 200, started)
+        if span is not None:
+            self._end_span(span, label, 200, None)
         await respond(send, 200, payload)
 
     async def _run(self, principal: Principal, deployment: Deployment,
                    read: Callable[[], Awaitable[tuple[Tensors, int, Hashable]]],
-                   rows_hint: int, started: float) -> Tensors:
+                   rows_hint: int, started: float, span: Span | None = None) -> Tensors:
         """Admit ``rows_hint`` rows, then ``read`` the request (tensors, rows, batching key),
         queue and await it, metering its outcome and latency (since ``started``, a
-        ``perf_counter``) for its tenant."""
+        ``perf_counter``) for its tenant. ``span``: the request's, when traced (admission's
+        answer becomes an event on it)."""
         loop = asyncio.get_running_loop()
+        if span is not None:
+            span.set_attribute("tailguard.tenant", principal.id)
         try:
             caller = self.gate.admit(principal, deployment, rows_hint, loop.time())
         except ServeError as exc:
             # Refused at the door: still one request of the tenant's latency and shed SLIs.
             self.usage.finished(principal.id, deployment.name, exc.status,
                                 time.perf_counter() - started)
+            if span is not None:
+                span.add_event("refused", {"tailguard.reason": exc.reason or str(exc.status)})
             raise
         status, rows = 500, rows_hint
         try:
             tensors, rows, key = await read()
             self.gate.resize(principal, deployment, rows_hint, rows, loop.time())
-            outputs = await deployment.infer(tensors, rows, key, caller=caller)
+            if span is not None:
+                span.add_event("admitted")
+                span.set_attributes({"tailguard.rows": rows,
+                                     "tailguard.priority": caller.priority.value})
+            outputs = await deployment.infer(tensors, rows, key, caller=caller, trace=span)
             status = 200
             return outputs
         except ServeError as exc:
@@ -281,6 +331,7 @@ class Gateway:
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        span = None if self.tracing is None else self._request_span(scope, "openai")
         label = "_unknown"
         try:
             principal = self.gate.authenticate(scope["headers"])
@@ -296,15 +347,20 @@ class Gateway:
             async def read() -> tuple[Tensors, int, Hashable]:
                 return tensors, len(request.texts), ()
 
-            outputs = await self._run(principal, deployment, read, len(request.texts), started)
+            outputs = await self._run(principal, deployment, read, len(request.texts), started,
+                                      span=span)
             payload = openai.encode_embeddings(request, outputs)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, "/v1/embeddings")
             self._count(label, "openai", exc.status, started)
+            if span is not None:
+                self._end_span(span, label, exc.status, exc.message)
             await respond(send, exc.status, openai.error_body(exc.message, exc.status),
                           self._error_headers(exc))
             return
         self._count(label, "openai", 200, started)
+        if span is not None:
+            self._end_span(span, label, 200, None)
         await respond(send, 200, payload)
 
     # ------------------------------------------------------------------ other routes

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tailguard.autoscale.spec import AutoscalingSpec
 from tailguard.names import NAME_RE
+from tailguard.observe.trace_spec import TracingSpec
 from tailguard.serve.gate.identity import RESERVED_IDS
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.tenants import TenantSpec, hash_api_key
@@ -148,6 +149,9 @@ class ServeConfig(BaseModel):
     ray_address: str | None = Field(
         None, description="the Ray cluster for backend ray: 'auto', 'HOST:PORT' or "
                           "'ray://HOST:PORT' (default $RAY_ADDRESS, else a Ray started here)")
+    tracing: TracingSpec = Field(
+        default_factory=TracingSpec,
+        description="OpenTelemetry traces of requests, batches and replicas' predict (off)")
 
     @field_validator("admin_api_keys", mode="before")
     @classmethod

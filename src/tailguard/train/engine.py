@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tailguard.artifacts import ArtifactError, Registry, tailguard_home
+from tailguard.observe.trace_spec import build_tracing
 from tailguard.train.checkpoint import CheckpointStore
 from tailguard.train.job import JobError, TrainJob
 from tailguard.train.metrics import MetricsWriter, read_events
@@ -37,6 +38,10 @@ from tailguard.train.supervision import (
     WorkerObservation,
     decide,
 )
+from tailguard.train.traces import RunTrace
+
+if TYPE_CHECKING:
+    from tailguard.observe.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -98,15 +103,19 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 
 class LocalEngine:
-    """Supervised worker processes on this machine (gloo on CPU, NCCL on CUDA)."""
+    """Supervised worker processes on this machine (gloo on CPU, NCCL on CUDA).
+
+    ``tracing`` replaces the tracer the job's ``tracing:`` would build (tests export to
+    memory)."""
 
     def __init__(self, home: Path | None = None, *, poll_interval_s: float = 0.05,
                  env: dict[str, str] | None = None, progress: bool | None = None,
                  echo: Callable[[str], None] | None = None,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, tracing: Tracing | None = None) -> None:
         """``metrics_port``: serve ``tailguard_train_*`` on 127.0.0.1 at this port while a
         job runs (0: a free port; the URL is echoed); ``None``: no endpoint."""
         self.metrics_port = metrics_port
+        self.tracing = tracing
         self.home = Path(home) if home is not None else tailguard_home()
         self.poll_interval_s = poll_interval_s
         self.env = dict(env or {})
@@ -212,10 +221,29 @@ class LocalEngine:
         # attempts of earlier invocations (a --resume) keep their logs; number on after them
         attempts_dir = paths.root / "attempts"
         base = len(list(attempts_dir.iterdir())) if attempts_dir.is_dir() else 0
+        tracing = self.tracing or build_tracing(job.tracing, "train",
+                                                attributes={"tailguard.job": job.name})
+        trace = RunTrace(tracing, job.name, paths.run_id, job.world_size, resume)
+        result: TrainResult | None = None
+        try:
+            result = self._supervise(job, paths, base, state, config, store, metrics, trace)
+            return result
+        finally:
+            trace.end(result is not None and result.succeeded,
+                      result.message if result is not None else "interrupted")
+            if tracing is not None and self.tracing is None:
+                tracing.shutdown()  # a batching exporter (OTLP) sends what it holds
+
+    def _supervise(self, job: TrainJob, paths: RunPaths, base: int, state: SupervisorState,
+                   config: SupervisorConfig, store: CheckpointStore, metrics: MetricsWriter,
+                   trace: RunTrace) -> TrainResult:
         with _sigterm_as_exit(), self._exporter(job, paths):
             while True:
                 decision, new_state, workers = self._attempt(job, paths, base, state, config,
-                                                             store)
+                                                             store, trace)
+                trace.attempt_ended(base + state.attempt, decision.action.value,
+                                    decision.reason, list(decision.failed_ranks),
+                                    lambda: read_events(paths.metrics))
                 if decision.action is Action.SUCCEED:
                     # the size this attempt ran at (an engine may place fewer than asked)
                     return self._succeed(job, paths, metrics,
@@ -237,6 +265,7 @@ class LocalEngine:
                 metrics.write("restart", attempt=base + state.attempt, reason=decision.reason,
                               world_size=state.world_size, from_step=from_step,
                               restarts=state.restarts)
+                trace.restarting(state.restarts, decision.reason, state.world_size, from_step)
                 self.echo(f"{decision.reason}; restarting from "
                           + (f"step {from_step}" if from_step is not None else "scratch")
                           + f" with {state.world_size} worker(s) "
@@ -257,7 +286,7 @@ class LocalEngine:
             yield
 
     def _attempt(self, job: TrainJob, paths: RunPaths, base: int, state: SupervisorState,
-                 config: SupervisorConfig, store: CheckpointStore
+                 config: SupervisorConfig, store: CheckpointStore, trace: RunTrace
                  ) -> tuple[Decision, SupervisorState, list[_Worker]]:
         """Start one group, supervise it until the policy says anything but wait, kill it."""
         import torch.distributed as dist
@@ -268,7 +297,10 @@ class LocalEngine:
                             is_master=True, wait_for_workers=False)
         workers: list[_Worker] = []
         try:
+            trace.attempt_started(base + state.attempt, state.world_size,
+                                  state.attempt_start_step)
             workers = self._spawn(job, paths, base + state.attempt, state.world_size, tcp.port)
+            trace.workers_started([w.process.pid for w in workers])
             while True:
                 time.sleep(self.poll_interval_s)
                 decision, new_state = decide(self._observe(workers, store), state, config,

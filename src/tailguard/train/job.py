@@ -28,6 +28,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tailguard.observe.trace_spec import TracingSpec
+
 
 class JobError(Exception):
     """A job file is missing or invalid; the message says which field and what to do."""
@@ -158,6 +160,9 @@ class TrainJob(_Spec):
     target: TargetSpec | None = None
     register_artifact: bool = Field(default=True, description="register the artifact when done")
     artifact_name: str | None = None
+    tracing: TracingSpec = Field(
+        default_factory=TracingSpec,
+        description="OpenTelemetry spans of the run, its attempts, checkpoints and restarts")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainJob:
@@ -188,7 +193,8 @@ class TrainJob(_Spec):
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the fields that change what is trained."""
         ignore = {"max_restarts", "heartbeat_timeout_s", "startup_timeout_s", "register_artifact",
-                  "artifact_name", "threads_per_worker", "log_every_steps", "device"}
+                  "artifact_name", "threads_per_worker", "log_every_steps", "device",
+                  "tracing"}
         data = self.model_dump(mode="json", exclude=ignore)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

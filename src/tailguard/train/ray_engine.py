@@ -31,6 +31,7 @@ from tailguard.train.engine import LocalEngine, TrainResult, _Worker
 from tailguard.train.job import JobError, TrainJob
 from tailguard.train.runs import RunPaths, write_json
 from tailguard.train.supervision import Decision, SupervisorConfig, SupervisorState
+from tailguard.train.traces import RunTrace
 
 __all__ = ["RayEngine"]
 
@@ -115,12 +116,12 @@ class RayEngine(LocalEngine):
                        f"{PLACEMENT_WAIT_S:g} s (nodes: {nodes or 'none alive'})")
 
     def _attempt(self, job: TrainJob, paths: RunPaths, base: int, state: SupervisorState,
-                 config: SupervisorConfig, store: Any
+                 config: SupervisorConfig, store: Any, trace: RunTrace
                  ) -> tuple[Decision, SupervisorState, list[_Worker]]:
         self._group, size = self._place(job, state.world_size, config.min_world_size)
         if size != state.world_size:
             state = replace(state, world_size=size)
-        return super()._attempt(job, paths, base, state, config, store)
+        return super()._attempt(job, paths, base, state, config, store, trace)
 
     # -- processes ------------------------------------------------------------------------
     def _store_host(self) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,10 @@ from tailguard.serve.deployment.slots import Pending, Signal, Slot
 from tailguard.serve.errors import BadRequest, DeadlineExceeded, ModelFailed, Unavailable
 from tailguard.serve.replicas.backend import ReplicaDied, ReplicaHandle
 from tailguard.serve.replicas.messages import BatchError, ErrorKind
+
+if TYPE_CHECKING:
+    from tailguard.observe.tracing import Tracing
+    from tailguard.serve.deployment.batch_traces import BatchTrace
 
 __all__ = ["MAX_DISPATCHES", "Batcher"]
 
@@ -49,7 +54,7 @@ class Batcher:
     def __init__(self, name: str, queue: FairQueue[Pending], *, max_wait_s: float,
                  cap: Callable[[], int], service: ServiceModel, demand: Demand,
                  metrics: DeploymentMetrics, recorder: LiveRecorder,
-                 usage: UsageMeter | None) -> None:
+                 usage: UsageMeter | None, tracing: Tracing | None = None) -> None:
         self.name = name
         self.queue = queue
         self._max_wait_s = max_wait_s
@@ -69,6 +74,12 @@ class Batcher:
         # admission let through to get one (``Deployment.note_probe``).
         self.last_evidence_s: float | None = None
         self.stopping = False
+        self._tracing = tracing
+        self._batch_trace: type[BatchTrace] | None = None
+        if tracing is not None:  # imported only when on: off, OpenTelemetry is never loaded
+            from tailguard.serve.deployment.batch_traces import BatchTrace
+
+            self._batch_trace = BatchTrace
 
     # ------------------------------------------------------------------ queue
     def enqueue(self, p: Pending, front: bool = False) -> None:
@@ -169,10 +180,15 @@ class Batcher:
                 continue
             now = loop.time()
             rows = 0
+            traced: list[Pending] | None = None
             for p in batch:
                 p.dispatches += 1
                 rows += p.rows
                 self._metrics.queue_wait.observe(now - p.enqueued)
+                if p.trace is not None:
+                    if traced is None:
+                        traced = []
+                    traced.append(p)
             if len(batch) == 1:
                 tensors = batch[0].tensors
             else:
@@ -185,15 +201,27 @@ class Batcher:
             # A replica still busy well past every deadline in its batch is hung (stopped,
             # deadlocked): its requests have had their 504; kill it so the slot restarts.
             hang_after = max(p.deadline for p in batch) - now + HANG_GRACE_S
+            batch_id = next(self._batch_ids)
+            span: BatchTrace | None = None
+            if traced is not None and self._batch_trace is not None:
+                assert self._tracing is not None
+                span = self._batch_trace(self._tracing, self.name, handle.name, batch_id,
+                                         rows, len(batch), traced, now)
             try:
-                reply = await asyncio.wait_for(handle.infer(next(self._batch_ids), tensors),
-                                               hang_after)
-            except ReplicaDied:
+                # Only a traced batch passes a traceparent: a handle need not know of traces.
+                call = (handle.infer(batch_id, tensors) if span is None
+                        else handle.infer(batch_id, tensors, traceparent=span.traceparent))
+                reply = await asyncio.wait_for(call, hang_after)
+            except ReplicaDied as exc:
+                if span is not None:
+                    span.end("replica_died", str(exc))
                 self._retry_or_fail(batch)
                 return
             except TimeoutError:
                 log.error("replica %s (pid %s) hung for %.1f s on one batch; killing it",
                           handle.name, handle.pid, hang_after)
+                if span is not None:
+                    span.end("hung", f"no answer within {hang_after:.1f} s")
                 await handle.stop(timeout_s=KILL_NOW_S)
                 self._retry_or_fail(batch)
                 return
@@ -203,8 +231,12 @@ class Batcher:
                 slot.busy = False
                 self.progress.pulse()
             if isinstance(reply, BatchError):
+                if span is not None:
+                    span.end(reply.kind.value, reply.error)
                 self._batch_failed(batch, reply)
                 continue
+            if span is not None:
+                span.end("ok")
             self._observe_service(batch, rows, reply.service_s)
             offset = 0
             for p in batch:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
 
 from tailguard.autoscale.live import LiveRecorder
 from tailguard.observe.metrics import DeploymentMetrics
@@ -31,6 +32,11 @@ from tailguard.serve.gate.identity import OPEN_CALLER, Caller
 from tailguard.serve.loader import ModelSignature
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from tailguard.observe.tracing import Tracing
 
 __all__ = ["Deployment"]
 
@@ -53,6 +59,7 @@ class Deployment:
         metrics: DeploymentMetrics,
         usage: UsageMeter | None = None,
         queue_config: FairQueueConfig | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.spec = spec
         self.signature = signature
@@ -67,7 +74,7 @@ class Deployment:
         self._batcher = Batcher(spec.name, self._queue, max_wait_s=spec.max_wait_ms / 1000.0,
                                 cap=self.batch_rows_cap, service=self._service,
                                 demand=self._demand, metrics=metrics, recorder=self.recorder,
-                                usage=usage)
+                                usage=usage, tracing=tracing)
         self._supervisor = Supervisor(spec, backend, metrics, self._batcher.serve,
                                       self._no_replica, self._batcher.wake)
         self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
@@ -252,8 +259,10 @@ class Deployment:
 
     # ------------------------------------------------------------ request path
     async def infer(self, tensors: Tensors, rows: int, key: Hashable,
-                    timeout_s: float | None = None, caller: Caller = OPEN_CALLER) -> Tensors:
-        """Queue ``rows`` rows and wait for their outputs (or a typed error)."""
+                    timeout_s: float | None = None, caller: Caller = OPEN_CALLER,
+                    trace: Span | None = None) -> Tensors:
+        """Queue ``rows`` rows and wait for their outputs (or a typed error); ``trace`` is
+        the request's span, when it is traced (its queue wait and batch hang off it)."""
         if not self._accepting:
             raise Unavailable(f"deployment {self.name} is shutting down",
                               retry_after_s=BUSY_RETRY_AFTER_S)
@@ -270,7 +279,8 @@ class Deployment:
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
         if supervisor.ready == 0 and supervisor.desired == 0:
             self._cold_start(timeout)
-        pending = Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
+        pending = Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller,
+                          trace=trace)
         timer = loop.call_at(pending.deadline, self._batcher.expire, pending)
         self._batcher.enqueue(pending)
         self.recorder.arrival(now, rows)

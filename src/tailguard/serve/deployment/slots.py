@@ -8,10 +8,14 @@ import contextlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tailguard.serve.gate.identity import Caller
 from tailguard.serve.replicas.backend import ReplicaHandle
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["Pending", "Signal", "Slot", "SlotState"]
 
@@ -57,6 +61,7 @@ class Pending:
     caller: Caller
     dispatches: int = 0
     solo: bool = False  # run alone (after its batch failed as a whole)
+    trace: Span | None = None  # the request's span when it is traced (never when off)
 
 
 @dataclass(eq=False)

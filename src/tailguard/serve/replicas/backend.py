@@ -36,8 +36,13 @@ class ReplicaHandle(Protocol):
         Raises :class:`ReplicaSetupFailed` or :class:`ReplicaDied`."""
         ...
 
-    async def infer(self, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
-        """Run one batch. Raises :class:`ReplicaDied` if the replica vanishes meanwhile."""
+    async def infer(self, batch_id: int, tensors: Tensors,
+                    traceparent: str | None = None) -> BatchResult | BatchError:
+        """Run one batch. Raises :class:`ReplicaDied` if the replica vanishes meanwhile.
+
+        ``traceparent`` (W3C) names the gateway's batch span; the replica's predict span is
+        its child. The batcher passes it only for a traced batch, so a handle that ignores
+        traces may leave it out."""
         ...
 
     async def wait_closed(self) -> None:

@@ -97,6 +97,8 @@ def encode(msg: Message) -> list[bytes | memoryview]:
                   "t": meta}
         if isinstance(msg, BatchResult):
             header["s"] = msg.service_s
+        elif msg.traceparent is not None:
+            header["tp"] = msg.traceparent
     elif isinstance(msg, BatchError):
         header = {"k": "err", "id": msg.batch_id, "kind": msg.kind.value, "e": msg.error}
     elif isinstance(msg, Ready):
@@ -124,7 +126,8 @@ def decode(frame: memoryview) -> Message:
     kind = header.get("k")
     payload = frame[4 + head_len :]
     if kind == "req":
-        return BatchRequest(header["id"], _decode_tensors(header["t"], payload))
+        return BatchRequest(header["id"], _decode_tensors(header["t"], payload),
+                            header.get("tp"))
     if kind == "res":
         return BatchResult(header["id"], _decode_tensors(header["t"], payload), header["s"])
     if kind == "err":

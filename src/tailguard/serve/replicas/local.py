@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import cast
 
 from tailguard.serve.config import DeploymentSpec
@@ -88,8 +89,10 @@ class _Channel(asyncio.Protocol):
 class LocalReplica:
     """A replica process on this machine."""
 
-    def __init__(self, spec: DeploymentSpec, index: int) -> None:
+    def __init__(self, spec: DeploymentSpec, index: int,
+                 env: Mapping[str, str] | None = None) -> None:
         self._spec = spec
+        self._env = dict(env or {})
         self._name = f"{spec.name}-{index}"
         self._proc: asyncio.subprocess.Process | None = None
         self._channel: _Channel | None = None
@@ -105,7 +108,7 @@ class LocalReplica:
     async def start(self) -> float:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {**REPLICA_ENV_DEFAULTS, **os.environ, **self._spec.env,
+        env = {**REPLICA_ENV_DEFAULTS, **os.environ, **self._spec.env, **self._env,
                "TAILGUARD_REPLICA": self._name}
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -131,7 +134,8 @@ class LocalReplica:
             raise
         return ready.setup_s
 
-    async def infer(self, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
+    async def infer(self, batch_id: int, tensors: Tensors,
+                    traceparent: str | None = None) -> BatchResult | BatchError:
         channel = self._channel
         if channel is None:
             raise ReplicaDied(f"{self._name} is not started")
@@ -139,7 +143,7 @@ class LocalReplica:
             asyncio.get_running_loop().create_future()
         )
         channel.reply = reply
-        channel.send(BatchRequest(batch_id, tensors))
+        channel.send(BatchRequest(batch_id, tensors, traceparent))
         return await reply
 
     async def wait_closed(self) -> None:
@@ -177,9 +181,13 @@ class LocalReplica:
 
 
 class LocalBackend:
-    """Replica processes on this machine."""
+    """Replica processes on this machine; ``env`` is added to every replica's environment
+    (the gateway's tracing spec)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(env or {})
 
     def create(self, spec: DeploymentSpec, index: int) -> LocalReplica:
-        return LocalReplica(spec, index)
+        return LocalReplica(spec, index, self._env)
 
 

@@ -34,6 +34,8 @@ class SetupFailed:
 class BatchRequest:
     batch_id: int
     tensors: Tensors = field(repr=False)
+    # W3C traceparent of the gateway's batch span: the replica's predict span is its child.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from tailguard.models.base import Model
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.loader import instantiate
 from tailguard.serve.replicas.messages import BatchError, BatchResult
-from tailguard.serve.replicas.worker import lower_priority, run_batch
+from tailguard.serve.replicas.worker import lower_priority, replica_tracing, traced_batch
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from tailguard.observe.tracing import Tracing
 
 ACTOR_LANES = 3  # infer, park, drain
 
@@ -31,6 +35,7 @@ class ReplicaActor:
         self._busy = threading.Lock()
         self._stopped = threading.Event()
         self._model: Model | None = None
+        self._tracing: Tracing | None = None
 
     def setup(self) -> tuple[int, str, float]:
         """Load the model: (pid, node id, setup seconds)."""
@@ -41,13 +46,16 @@ class ReplicaActor:
         model = instantiate(self._spec)
         model.setup()
         self._model = model
+        # Its env (runtime_env) carries the gateway's tracing spec; spans export from here.
+        self._tracing = replica_tracing(self._spec)
         return os.getpid(), ray.get_runtime_context().get_node_id(), time.perf_counter() - start
 
-    def infer(self, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
+    def infer(self, batch_id: int, tensors: Tensors,
+              traceparent: str | None = None) -> BatchResult | BatchError:
         if self._model is None:
             raise RuntimeError("infer() before setup()")
         with self._busy:
-            return run_batch(self._model, batch_id, tensors)
+            return traced_batch(self._tracing, self._model, batch_id, tensors, traceparent)
 
     def park(self) -> None:
         """Returns only once the replica is draining: its failure is the death notice."""
@@ -56,4 +64,6 @@ class ReplicaActor:
     def drain(self) -> None:
         """Finish the batch in hand, release ``park``; the gateway then kills the actor."""
         with self._busy:
+            if self._tracing is not None:
+                self._tracing.shutdown()  # the gateway kills the actor next: export now
             self._stopped.set()

@@ -67,8 +67,9 @@ def replica_resources(spec: DeploymentSpec) -> dict[str, float]:
 class RayBackend:
     """Replicas as Ray actors on the cluster at ``address`` (see :func:`raylink.connect`)."""
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, env: dict[str, str] | None = None) -> None:
         self.address = address
+        self.env = dict(env or {})  # added to every actor's environment (the tracing spec)
         self._replicas: set[RayReplica] = set()
         self._suspects: dict[str, float] = {}  # node id -> loop time a replica died there
         self._watcher: asyncio.Task[None] | None = None
@@ -165,7 +166,8 @@ class RayReplica:
             raise ReplicaSetupFailed(f"{self._name}: {exc}") from exc
         from tailguard.serve.replicas.ray_actor import ACTOR_LANES
 
-        env = {**REPLICA_ENV_DEFAULTS, **self.spec.env, "TAILGUARD_REPLICA": self._name}
+        env = {**REPLICA_ENV_DEFAULTS, **self.spec.env, **self._backend.env,
+               "TAILGUARD_REPLICA": self._name}
         need = replica_resources(self.spec)
         self._actor = _remote_class().options(
             num_cpus=need.pop("CPU", 0), num_gpus=need.pop("GPU", 0), resources=need or None,
@@ -214,13 +216,15 @@ class RayReplica:
             self._closed.set_result(reason)
         self._backend.unregister(self)
 
-    async def infer(self, batch_id: int, tensors: Tensors) -> BatchResult | BatchError:
+    async def infer(self, batch_id: int, tensors: Tensors,
+                    traceparent: str | None = None) -> BatchResult | BatchError:
         ray = raylink.require_ray()
         closed = self._closed
         if self._actor is None or closed is None or closed.done():
             raise ReplicaDied(f"{self._name} is not running")
         # awaiting the ObjectRef itself: ~0.25 ms a call cheaper than wrapping ref.future()
-        call = asyncio.ensure_future(self._actor.infer.remote(batch_id, tensors))
+        call = asyncio.ensure_future(self._actor.infer.remote(batch_id, tensors,
+                                                                traceparent))
         await asyncio.wait((call, closed), return_when=asyncio.FIRST_COMPLETED)
         if not call.done():
             call.cancel()

@@ -15,10 +15,12 @@ import socket
 import sys
 import time
 import traceback
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tailguard.models.base import Model
+from tailguard.observe.trace_spec import TracingSpec, build_tracing
 from tailguard.sched import request_default_slice, threads
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.loader import instantiate
@@ -34,6 +36,9 @@ from tailguard.serve.replicas.messages import (
     Stop,
 )
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from tailguard.observe.tracing import Tracing
 
 
 def _recv_exact(sock: socket.socket, size: int) -> memoryview | None:
@@ -94,13 +99,41 @@ def run_batch(model: Model, batch_id: int, tensors: Tensors) -> BatchResult | Ba
     return BatchResult(batch_id, outputs, time.perf_counter() - start)
 
 
-def _serve(sock: socket.socket, model: Model) -> None:
+def traced_batch(tracing: Tracing | None, model: Model, batch_id: int, tensors: Tensors,
+                 traceparent: str | None) -> BatchResult | BatchError:
+    """:func:`run_batch`, as a ``predict`` span under the gateway's batch span when the batch
+    message carries its traceparent (a batch nobody traces carries none). The span ends, and
+    with the synchronous exporters is written, before the result is sent."""
+    parent = None if tracing is None else tracing.remote_parent(traceparent)
+    if tracing is None or parent is None:
+        return run_batch(model, batch_id, tensors)
+    span = tracing.start("predict", parent, attributes={
+        "tailguard.batch_id": batch_id, "tailguard.rows": len(next(iter(tensors.values())))})
+    try:
+        result = run_batch(model, batch_id, tensors)
+        if isinstance(result, BatchError):
+            span.set_attribute("tailguard.error_kind", result.kind.value)
+            tracing.fail(span, result.error)
+        return result
+    finally:
+        span.end()
+
+
+def replica_tracing(spec: DeploymentSpec) -> Tracing | None:
+    """The replica's tracer, from the spec its gateway put in its environment."""
+    return build_tracing(TracingSpec.from_env(), "replica", attributes={
+        "tailguard.deployment": spec.name,
+        "tailguard.replica": os.environ.get("TAILGUARD_REPLICA", "")})
+
+
+def _serve(sock: socket.socket, model: Model, tracing: Tracing | None) -> None:
     while True:
         msg = _recv(sock)
         if msg is None or isinstance(msg, Stop):
             return
         if isinstance(msg, BatchRequest):
-            _send(sock, run_batch(model, msg.batch_id, msg.tensors))
+            _send(sock, traced_batch(tracing, model, msg.batch_id, msg.tensors,
+                                     msg.traceparent))
 
 
 _CPU_POLICIES = {"batch": "SCHED_BATCH", "idle": "SCHED_IDLE"}
@@ -148,9 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         _send(sock, SetupFailed(f"{type(exc).__name__}: {exc}"))
         return 1
+    tracing = replica_tracing(spec)
     _send(sock, Ready(os.getpid(), time.perf_counter() - start))
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        _serve(sock, model)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            _serve(sock, model, tracing)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # a batching exporter (OTLP) sends what it holds
     return 0
 
 
