@@ -1,0 +1,201 @@
+"""64-bit row digests computed on Arrow buffers with numpy, and a bounded-memory store that
+finds digests seen more than once.
+
+Digests: every column hashes to one ``uint64`` per row — fixed-width values by their bits,
+strings and lists by a position-weighted sum of their bytes with random odd 64-bit weights
+(a multilinear hash: two different values collide with probability about 2**-64) — and the
+columns are folded together with splitmix64. No Python code runs per row.
+
+Memory: a digest and its row id are 16 bytes. :class:`DigestSpill` keeps at most
+``buffer_entries`` of them in memory and appends the rest to ``partitions`` files under a
+temporary directory, routed by the digest's top bits; finding duplicates then loads one
+partition at a time. With ``partitions = ceil(rows / 2**21)`` a partition holds about two
+million entries (32 MiB) whatever the dataset's size, so peak memory does not grow with it;
+the disk holds 16 bytes per row while the check runs.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_U64 = np.uint64
+_NULL = _U64(0x9E3779B97F4A7C15)
+_ENTRY = np.dtype([("digest", "<u8"), ("row", "<u8")])
+PARTITION_ENTRIES = 2**21
+_weights_cache: dict[int, np.ndarray] = {}
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on a uint64 array (wrapping arithmetic)."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def _weights(n: int) -> np.ndarray:
+    size = 1 << max(6, math.ceil(math.log2(max(n, 1))))
+    cached = _weights_cache.get(size)
+    if cached is None:
+        rng = np.random.default_rng(0x7A11)  # fixed: digests must agree across runs
+        cached = rng.integers(0, 2**63, size=size, dtype=np.uint64) * _U64(2) + _U64(1)
+        _weights_cache[size] = cached
+    out: np.ndarray = cached[:n]
+    return out
+
+
+def _hash_bytes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One digest per variable-length value given its bytes and ``n + 1`` offsets."""
+    offsets = offsets.astype(np.int64)
+    lengths = np.diff(offsets)
+    base = int(offsets[0])
+    total = int(offsets[-1]) - base
+    seed = _mix(lengths.astype(np.uint64) + _U64(1))
+    if total == 0:
+        return seed
+    starts = offsets[:-1] - base
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+    contrib = data[base:base + total].astype(np.uint64) * _weights(int(pos.max()) + 1)[pos]
+    sums = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contrib, dtype=np.uint64)])
+    return _mix((sums[offsets[1:] - base] - sums[starts]) ^ seed)
+
+
+def hash_column(column: pa.Array) -> np.ndarray:
+    """A uint64 digest per row of one Arrow array (nulls share one digest)."""
+    arr = column
+    kind = arr.type
+    if pa.types.is_dictionary(kind):
+        arr = arr.cast(kind.value_type)
+        kind = arr.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        # floats hash by their float64 bits, so 1.0 (float) and 1 (int) differ: types count
+        target = pa.float64() if pa.types.is_floating(kind) else pa.int64()
+        values = pc.fill_null(arr.cast(target), 0).to_numpy(zero_copy_only=False)
+        out = _mix(values.view(np.uint64) ^ _U64(0x51ED27))
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        arr = arr.cast(pa.large_binary())
+        _, offsets_buf, data_buf = arr.buffers()
+        offsets = np.frombuffer(offsets_buf, np.int64)[arr.offset:arr.offset + len(arr) + 1]
+        data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        out = _hash_bytes(data, offsets)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        arr = arr.cast(pa.large_list(pa.float64()))
+        offsets = arr.offsets.to_numpy().astype(np.int64)
+        flat = arr.values.to_numpy(zero_copy_only=False)
+        raw = np.ascontiguousarray(flat).view(np.uint8)
+        out = _hash_bytes(raw, offsets * 8)
+    else:
+        return hash_column(arr.cast(pa.string()))
+    if arr.null_count:
+        out = np.where(arr.is_valid().to_numpy(zero_copy_only=False), out, _NULL)
+    return out
+
+
+def hash_rows(columns: list[pa.Array]) -> np.ndarray:
+    """A uint64 digest per row over ``columns`` (order matters)."""
+    if not columns:
+        raise ValueError("hash_rows needs at least one column")
+    acc = np.full(len(columns[0]), _U64(0x2545F4914F6CDD1D), np.uint64)
+    for col in columns:
+        acc = _mix(acc * _U64(0x100000001B3) + hash_column(col))
+    return acc
+
+
+def normalise_text(column: pa.Array) -> pa.Array:
+    """Lower case, punctuation and runs of whitespace to one space, trimmed (Arrow kernels)."""
+    lowered = pc.utf8_lower(column)
+    collapsed = pc.replace_substring_regex(lowered, pattern=r"[\W_]+", replacement=" ")
+    return pc.utf8_trim_whitespace(collapsed)
+
+
+class DigestSpill:
+    """Collects (digest, row id) pairs; yields the groups of row ids that share a digest.
+
+    See the module docs for the memory bound. Use as a context manager (it owns a temporary
+    directory) or call :meth:`close`.
+    """
+
+    def __init__(self, expected_rows: int, *, buffer_entries: int = 2**18,
+                 partition_entries: int = PARTITION_ENTRIES) -> None:
+        self.partitions = max(1, math.ceil(expected_rows / partition_entries))
+        self._shift = _U64(64 - max(1, math.ceil(math.log2(self.partitions))))
+        self._buffer_entries = buffer_entries
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+        self._dir: Path | None = None
+        self.entries = 0
+
+    def add(self, digests: np.ndarray, rows: np.ndarray) -> None:
+        block = np.empty(len(digests), _ENTRY)
+        block["digest"] = digests
+        block["row"] = rows
+        self._pending.append(block)
+        self._pending_n += len(block)
+        self.entries += len(block)
+        if self._pending_n >= self._buffer_entries and self.partitions > 1:
+            self._flush()
+
+    def _part(self, digests: np.ndarray) -> np.ndarray:
+        if self.partitions == 1:
+            return np.zeros(len(digests), np.int64)
+        return (digests >> self._shift).astype(np.int64) % self.partitions
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="tailguard-digests-"))
+        block = np.concatenate(self._pending)
+        self._pending, self._pending_n = [], 0
+        parts = self._part(block["digest"])
+        order = np.argsort(parts, kind="stable")
+        block, parts = block[order], parts[order]
+        bounds = np.searchsorted(parts, np.arange(self.partitions + 1))
+        for p in range(self.partitions):
+            lo, hi = bounds[p], bounds[p + 1]
+            if hi > lo:
+                with open(self._dir / f"part-{p:05d}.bin", "ab") as fh:
+                    block[lo:hi].tofile(fh)
+
+    def groups(self) -> Iterator[np.ndarray]:
+        """Row-id arrays (sorted), one per digest seen at least twice."""
+        if self._dir is None:  # everything still in memory
+            parts: Iterator[np.ndarray] = iter(
+                [np.concatenate(self._pending)] if self._pending else [])
+        else:
+            self._flush()
+            parts = (np.fromfile(path, _ENTRY) for path in sorted(self._dir.glob("part-*.bin")))
+        for block in parts:
+            block = np.sort(block, order=["digest", "row"])
+            digests = block["digest"]
+            if len(digests) < 2:
+                continue
+            same = digests[1:] == digests[:-1]
+            if not same.any():
+                continue
+            starts = np.flatnonzero(np.concatenate([[True], ~same]))
+            ends = np.concatenate([starts[1:], [len(digests)]])
+            multi = (ends - starts) > 1
+            for s, e in zip(starts[multi], ends[multi], strict=True):
+                yield block["row"][s:e]
+
+    def close(self) -> None:
+        self._pending = []
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> DigestSpill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
