@@ -172,7 +172,7 @@ def _shard_baseline(shards: list[ColumnStats], categorical: bool) -> ColumnStats
         totals = [sum(c.values()) for c in counted]
         shares = np.array([[c.get(k, 0) / t for k in keys]
                            for c, t in zip(counted, totals, strict=True)])
-        base.counts = {k: int(round(v * 1e6))
+        base.counts = {k: round(float(v) * 1e6)
                        for k, v in zip(keys, np.median(shares, axis=0), strict=True)}
     return base
 

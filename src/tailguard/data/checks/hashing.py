@@ -39,7 +39,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = x * _U64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> _U64(27))
     x = x * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
+    out: np.ndarray = x ^ (x >> _U64(31))
+    return out
 
 
 def _weights(n: int) -> np.ndarray:
