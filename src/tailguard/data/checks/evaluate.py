@@ -101,34 +101,51 @@ def _dupes(result: ScanResult, rules: Rules) -> list[Finding]:
     leak = rules.leakage
     if leak is None or result.against is None:
         return out
-    for rule_name, groups, what in (("leakage", result.rows, "identical rows"),
-                                    ("leakage_text", result.text, "the same normalised text "
-                                     f"in {result.text_columns}")):
-        if groups is None or groups.across <= leak.max_rows:
-            continue
-        out.append(_leak(rule_name, groups, what, result, leak.severity, leak.max_rows,
-                         rules.examples))
+    if result.rows is not None and result.rows.across > leak.max_rows:
+        out.append(_leak("leakage", result.rows, "identical rows", result, leak.severity,
+                         result.rows.across, leak.max_rows, rules.examples, set()))
+    if result.text is not None:
+        # exact copies match after normalising too: report only the rows that differ
+        exact = result.rows.across if result.rows is not None else 0
+        extra = result.text.across - exact
+        if extra > leak.max_rows:
+            seen = set() if result.rows is None else _pairs(result.rows, 10**9)
+            out.append(_leak("leakage_text", result.text,
+                             f"the same normalised text in {result.text_columns} (but are not "
+                             "identical rows)", result, leak.severity, extra, leak.max_rows,
+                             rules.examples, seen))
     return out
 
 
-def _leak(rule: str, groups: DigestGroups, what: str, result: ScanResult, severity: Severity,
-          limit: int, keep: int) -> Finding:
-    assert result.against is not None
+def _pairs(groups: DigestGroups, keep: int, skip: set[tuple[int, int]] | None = None
+           ) -> set[tuple[int, int]]:
+    return set(_pair_list(groups, keep, skip or set()))
+
+
+def _pair_list(groups: DigestGroups, keep: int, skip: set[tuple[int, int]]
+               ) -> list[tuple[int, int]]:
     pairs = []
     for g in groups.groups:
         mine = [r for t, r in g if t == DATASET]
-        theirs = [r for t, r in g if t == AGAINST]
-        if mine and theirs:
-            pairs.append((mine[0], theirs[0]))
+        for theirs in (r for t, r in g if t == AGAINST):
+            if mine and (mine[0], theirs) not in skip:
+                pairs.append((mine[0], theirs))
         if len(pairs) >= keep:
             break
+    return pairs[:keep]
+
+
+def _leak(rule: str, groups: DigestGroups, what: str, result: ScanResult, severity: Severity,
+          count: int, limit: int, keep: int, skip: set[tuple[int, int]]) -> Finding:
+    assert result.against is not None
+    pairs = _pair_list(groups, keep, skip)
     shown = "; ".join(f"row {a} = against row {b}" for a, b in pairs)
     refs = []
     for a, b in pairs:
         refs += [*_refs(result.dataset, [a]), *_refs(result.against, [b], "against")]
     return Finding(rule, severity, None,
-                   f"{groups.across} row(s) of {result.against.path} share {what} with "
-                   f"{result.dataset.path}: {shown}", groups.across, limit, tuple(refs))
+                   f"{count} row(s) of {result.against.path} share {what} with "
+                   f"{result.dataset.path}: {shown}", count, limit, tuple(refs))
 
 
 def _drift_one(rule: DriftRule, base: ColumnStats, other: ColumnStats, kind: str, where: str,
