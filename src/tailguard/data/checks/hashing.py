@@ -2,9 +2,9 @@
 finds digests seen more than once.
 
 Digests: every column hashes to one ``uint64`` per row — fixed-width values by their bits,
-strings and lists by a position-weighted sum of their bytes with random odd 64-bit weights
-(a multilinear hash: two different values collide with probability about 2**-64) — and the
-columns are folded together with splitmix64. No Python code runs per row.
+strings and lists by a polynomial hash of their bytes modulo 2**64 (see :func:`_hash_bytes`)
+— and the columns are folded together with splitmix64. No Python code runs per row. These
+are digests for finding copies in ordinary data, not a defence against crafted collisions.
 
 Memory: a digest and its row id are 16 bytes. :class:`DigestSpill` keeps at most
 ``buffer_entries`` of them in memory and appends the rest to ``partitions`` files under a
@@ -30,7 +30,6 @@ _U64 = np.uint64
 _NULL = _U64(0x9E3779B97F4A7C15)
 _ENTRY = np.dtype([("digest", "<u8"), ("row", "<u8")])
 PARTITION_ENTRIES = 2**21
-_weights_cache: dict[int, np.ndarray] = {}
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -43,19 +42,33 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _weights(n: int) -> np.ndarray:
-    size = 1 << max(6, math.ceil(math.log2(max(n, 1))))
-    cached = _weights_cache.get(size)
-    if cached is None:
-        rng = np.random.default_rng(0x7A11)  # fixed: digests must agree across runs
-        cached = rng.integers(0, 2**63, size=size, dtype=np.uint64) * _U64(2) + _U64(1)
-        _weights_cache[size] = cached
-    out: np.ndarray = cached[:n]
-    return out
+_R = 0x9E3779B97F4A7C15 | 1  # odd, so invertible modulo 2**64
+_R_INV = pow(_R, -1, 2**64)
+_powers: list[np.ndarray] = []
+
+
+def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``R**i`` and ``R**-i`` modulo 2**64 for ``i < n`` (cached, grown by doubling)."""
+    if not _powers or len(_powers[0]) < n:
+        size = 1 << max(16, math.ceil(math.log2(max(n, 1))))
+        with np.errstate(over="ignore"):
+            fwd = np.cumprod(np.full(size, _R, np.uint64), dtype=np.uint64)
+            inv = np.cumprod(np.full(size, _R_INV, np.uint64), dtype=np.uint64)
+        # shift by one so that index i holds R**i (R**0 == 1)
+        fwd = np.concatenate([np.ones(1, np.uint64), fwd[:-1]])
+        inv = np.concatenate([np.ones(1, np.uint64), inv[:-1]])
+        _powers[:] = [fwd, inv]
+    return _powers[0], _powers[1]
 
 
 def _hash_bytes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """One digest per variable-length value given its bytes and ``n + 1`` offsets."""
+    """One digest per variable-length value given its bytes and ``n + 1`` offsets.
+
+    A polynomial hash modulo 2**64 computed for all values at once: one prefix sum of
+    ``byte_i * R**i`` over the whole buffer, each value's slice of it, scaled back by
+    ``R**-start`` (``R`` is odd, so it has an inverse) so that equal values hash equally
+    wherever they sit in the buffer; then mixed with the length.
+    """
     offsets = offsets.astype(np.int64)
     lengths = np.diff(offsets)
     base = int(offsets[0])
@@ -63,11 +76,14 @@ def _hash_bytes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     seed = _mix(lengths.astype(np.uint64) + _U64(1))
     if total == 0:
         return seed
+    fwd, inv = _power_tables(total + 1)
+    contrib = data[base:base + total].astype(np.uint64) * fwd[:total]
+    sums = np.empty(total + 1, np.uint64)
+    sums[0] = 0
+    np.cumsum(contrib, dtype=np.uint64, out=sums[1:])
     starts = offsets[:-1] - base
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-    contrib = data[base:base + total].astype(np.uint64) * _weights(int(pos.max()) + 1)[pos]
-    sums = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contrib, dtype=np.uint64)])
-    return _mix((sums[offsets[1:] - base] - sums[starts]) ^ seed)
+    rel = (sums[offsets[1:] - base] - sums[starts]) * inv[starts]
+    return _mix(rel ^ seed)
 
 
 def hash_column(column: pa.Array) -> np.ndarray:
@@ -176,18 +192,22 @@ class DigestSpill:
             self._flush()
             parts = (np.fromfile(path, _ENTRY) for path in sorted(self._dir.glob("part-*.bin")))
         for block in parts:
-            block = np.sort(block, order=["digest", "row"])
             digests = block["digest"]
             if len(digests) < 2:
                 continue
-            same = digests[1:] == digests[:-1]
-            if not same.any():
+            # sort the bare digests (fast) to find repeated values; only the few rows that
+            # carry one are gathered and ordered (a structured sort of all is ~20x slower)
+            ordered = np.sort(digests)
+            repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+            if not len(repeated):
                 continue
+            hits = block[np.isin(digests, repeated)]
+            hits = hits[np.argsort(hits["digest"], kind="stable")]  # rows stay ascending
+            same = hits["digest"][1:] == hits["digest"][:-1]
             starts = np.flatnonzero(np.concatenate([[True], ~same]))
-            ends = np.concatenate([starts[1:], [len(digests)]])
-            multi = (ends - starts) > 1
-            for s, e in zip(starts[multi], ends[multi], strict=True):
-                yield block["row"][s:e]
+            ends = np.concatenate([starts[1:], [len(hits)]])
+            for s, e in zip(starts, ends, strict=True):
+                yield hits["row"][s:e]
 
     def close(self) -> None:
         self._pending = []

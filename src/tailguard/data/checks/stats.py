@@ -153,6 +153,8 @@ class ShardScanner:
         self.edges = edges
         self.kinds = {c.name: c.type for c in index.schema.columns}
         self.declared_pii = declared_pii
+        # free-text columns: once too many distinct values are seen, later shards skip them
+        self.free_text: set[str] = set()
         self.allowed: dict[str, pa.Array] = {}
         self.ranges: dict[str, tuple[float | None, float | None]] = {}
         for name in self.kinds:
@@ -177,8 +179,12 @@ class ShardScanner:
             kind = st.kind
             if is_numeric(kind):
                 self._numeric(st, col, first_row, keep)
-            if is_categorical(kind) and not st.overflow:
+            if is_categorical(kind) and name in self.free_text:
+                st.overflow = True
+            elif is_categorical(kind) and not st.overflow:
                 self._categories(st, col, cap)
+                if st.overflow:
+                    self.free_text.add(name)
             if name in self.allowed:
                 as_text = pc.cast(col, pa.string()) if kind != "string" else col
                 bad = pc.and_(pc.is_valid(as_text),
@@ -217,6 +223,9 @@ class ShardScanner:
     def _categories(st: ColumnStats, col: pa.Array, cap: int) -> None:
         counts = st.counts if st.counts is not None else {}
         vc = pc.value_counts(pc.drop_null(col))
+        if len(vc) > cap:
+            st.overflow, st.counts = True, None
+            return
         values = vc.field("values").to_pylist()
         for value, n in zip(values, vc.field("counts").to_pylist(), strict=True):
             key = str(value).lower() if isinstance(value, bool) else str(value)
