@@ -43,7 +43,7 @@ def print_report(report: CheckReport, console: Console) -> None:
     verdict = "[green]passed[/green]" if report.passed else "[red]FAILED[/red]"
     console.print(f"{verdict}: {len(report.failures)} failure(s), {len(report.warnings)} "
                   f"warning(s); {report.rows} rows in {report.shards} shard(s), "
-                  f"{report.rows_per_s:,.0f} rows/s")
+                  f"{report.elapsed_s:.1f} s ({report.rows_per_s:,.0f} rows/s)")
 
 
 def _num(x: float | None) -> str:
