@@ -9,9 +9,9 @@ are digests for finding copies in ordinary data, not a defence against crafted c
 Memory: a digest and its row id are 16 bytes. :class:`DigestSpill` keeps at most
 ``buffer_entries`` of them in memory and appends the rest to ``partitions`` files under a
 temporary directory, routed by the digest's top bits; finding duplicates then loads one
-partition at a time. With ``partitions = ceil(rows / 2**21)`` a partition holds about two
-million entries (32 MiB) whatever the dataset's size, so peak memory does not grow with it;
-the disk holds 16 bytes per row while the check runs.
+partition at a time. With ``partitions = ceil(rows / 2**20)`` a partition holds about a
+million entries (16 MiB, plus a sort's copy) whatever the dataset's size, so peak memory
+does not grow with it; the disk holds 16 bytes per row while the check runs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 _U64 = np.uint64
 _NULL = _U64(0x9E3779B97F4A7C15)
 _ENTRY = np.dtype([("digest", "<u8"), ("row", "<u8")])
-PARTITION_ENTRIES = 2**21
+PARTITION_ENTRIES = 2**20
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

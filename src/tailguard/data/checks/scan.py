@@ -7,7 +7,11 @@ and normalised text) for duplicates and leakage.
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +24,7 @@ from tailguard.data.index import DatasetIndex
 TAG_SHIFT = np.uint64(56)
 ROW_MASK = np.uint64((1 << 56) - 1)
 DATASET, AGAINST = 0, 1
+SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 MAX_GROUPS = 1000
 """Digest groups kept verbatim per kind; counts are always exact."""
 
@@ -60,6 +65,9 @@ def _key_columns(index: DatasetIndex, rules: Rules) -> list[str]:
     return [c.name for c in index.schema.columns if c.name not in ignore]
 
 
+_Digests = list[tuple[np.ndarray, np.ndarray]]
+
+
 def _scan_one(path: str, index: DatasetIndex, tag: int, rules: Rules,
               edges: dict[str, np.ndarray], declared_pii: set[str],
               row_spill: DigestSpill | None, text_spill: DigestSpill | None,
@@ -67,26 +75,50 @@ def _scan_one(path: str, index: DatasetIndex, tag: int, rules: Rules,
               progress: Callable[[int], None] | None) -> DatasetScan:
     scanner = ShardScanner(index, rules, edges, declared_pii)
     keep, cap = rules.examples, rules.max_categories
-    total = scanner.new()
-    shards = []
-    first = 0
     tag_bits = np.uint64(tag) << TAG_SHIFT
-    for shard in index.shards:
+    starts = np.concatenate([[0], np.cumsum(index.shard_rows)]).astype(np.int64)
+
+    def one_shard(i: int) -> tuple[dict[str, ColumnStats], _Digests, _Digests]:
         stats = scanner.new()
-        for batch in iter_batches(path, shard.file):
+        rows: _Digests = []
+        texts: _Digests = []
+        first = int(starts[i])
+        for batch in iter_batches(path, index.shards[i].file):
             scanner.add(stats, batch, first)
             ids = np.arange(first, first + batch.num_rows, dtype=np.uint64) | tag_bits
             if row_spill is not None:
-                row_spill.add(hash_rows([batch.column(n) for n in key]), ids)
+                rows.append((hash_rows([batch.column(n) for n in key]), ids))
             if text_spill is not None:
-                texts = [normalise_text(batch.column(n)) for n in text_columns]
-                text_spill.add(hash_rows(texts), ids)
+                normalised = [normalise_text(batch.column(n)) for n in text_columns]
+                texts.append((hash_rows(normalised), ids))
             first += batch.num_rows
+        return stats, rows, texts
+
+    total = scanner.new()
+    shards = []
+    # Shards in parallel threads (Arrow and numpy release the GIL), at most 2 per thread in
+    # flight so memory stays bounded; results are folded in shard order, so example rows
+    # come out in row order.
+    with ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="tailguard-check"
+                            ) as pool:
+        pending: deque[Future[tuple[dict[str, ColumnStats], _Digests, _Digests]]] = deque()
+        upcoming = iter(range(len(index.shards)))
+        for i in itertools.islice(upcoming, 2 * SCAN_THREADS):
+            pending.append(pool.submit(one_shard, i))
+        while pending:
+            stats, rows, texts = pending.popleft().result()
+            nxt = next(upcoming, None)
+            if nxt is not None:
+                pending.append(pool.submit(one_shard, nxt))
+            for spill, digests in ((row_spill, rows), (text_spill, texts)):
+                for d, ids in digests:
+                    assert spill is not None
+                    spill.add(d, ids)
+            for name, st in stats.items():
+                total[name].merge(st, keep, cap)
+            shards.append(stats)
             if progress is not None:
-                progress(batch.num_rows)
-        for name, st in stats.items():
-            total[name].merge(st, keep, cap)
-        shards.append(stats)
+                progress(index.shards[len(shards) - 1].rows)
     return DatasetScan(path, index, total, shards)
 
 

@@ -135,8 +135,11 @@ def _shard_path(path: str, file: str) -> str:
 
 
 def _histogram(values: pa.Array, edges: np.ndarray) -> np.ndarray:
-    x = pc.drop_null(values).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    x = x[np.isfinite(x)]
+    if values.null_count:
+        values = pc.drop_null(values)
+    x = values.to_numpy(zero_copy_only=False)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        x = x[np.isfinite(x)]
     bins = len(edges) - 1
     scale = bins / (edges[-1] - edges[0])
     idx = ((x - edges[0]) * scale).astype(np.int64)
