@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
 
 from tailguard.autoscale.live import LiveRecorder
 from tailguard.observe.metrics import DeploymentMetrics
@@ -31,6 +32,9 @@ from tailguard.serve.gate.identity import OPEN_CALLER, Caller
 from tailguard.serve.loader import ModelSignature
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.tensors import Tensors
+
+if TYPE_CHECKING:
+    from tailguard.serve.skew import SkewMonitor
 
 __all__ = ["Deployment"]
 
@@ -71,6 +75,7 @@ class Deployment:
         self._supervisor = Supervisor(spec, backend, metrics, self._batcher.serve,
                                       self._no_replica, self._batcher.wake)
         self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
+        self.skew: SkewMonitor | None = None  # training/serving skew sampler (spec.skew)
         self._accepting = True
         # (class rank, tenant) -> (computed at, capacity shared, share)
         self._shares: dict[tuple[int, str], tuple[float, float, FairShare]] = {}
@@ -270,6 +275,8 @@ class Deployment:
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
         if supervisor.ready == 0 and supervisor.desired == 0:
             self._cold_start(timeout)
+        if self.skew is not None:
+            self.skew.observe(tensors)
         pending = Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller)
         timer = loop.call_at(pending.deadline, self._batcher.expire, pending)
         self._batcher.enqueue(pending)
