@@ -99,9 +99,11 @@ def hash_column(column: pa.Array) -> np.ndarray:
         values = pc.fill_null(arr.cast(target), 0).to_numpy(zero_copy_only=False)
         out = _mix(values.view(np.uint64) ^ _U64(0x51ED27))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
-        arr = arr.cast(pa.large_binary())
+        # read the Arrow buffers in place: int32 offsets for string/binary, int64 for large
+        wide = pa.types.is_large_string(kind)
         _, offsets_buf, data_buf = arr.buffers()
-        offsets = np.frombuffer(offsets_buf, np.int64)[arr.offset:arr.offset + len(arr) + 1]
+        offsets = np.frombuffer(offsets_buf, np.int64 if wide else np.int32)[
+            arr.offset:arr.offset + len(arr) + 1]
         data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
         out = _hash_bytes(data, offsets)
     elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
