@@ -1,7 +1,8 @@
 """Personal data: recognising it in string columns, and removing or keying it at ingest.
 
-Recognising: a value *looks like* an e-mail address, a phone number or a payment-card number
-(13-19 digits passing the Luhn check) when the whole value, trimmed, matches; the check
+Recognising: a value *looks like* an e-mail address, a phone number (digits with a leading
+``+`` or separators) or a payment-card number (13-19 digits from 3-6, passing the Luhn check)
+when the whole value, trimmed, matches; the check
 samples values per shard (RE2 through Arrow, Luhn in Python on the few candidates only).
 
 Protecting: a schema column declared ``{"type": "string", "pii": "hash"}`` is replaced at
@@ -26,8 +27,10 @@ PII_KEY_ENV = "TAILGUARD_PII_KEY"
 PII_ACTIONS = ("drop", "hash")
 
 _EMAIL = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$"
-_PHONE = r"^\+?\(?\d[\d\s().\-]{6,18}\d$"
-_CARD = r"^(?:\d[ \-]?){12,18}\d$"
+# a leading + or a separator: a bare run of digits is more often an id than a phone number
+_PHONE = r"^(?:\+\(?\d[\d\s().\-]{5,18}\d|\(?\d[\d().\-]*[\s().\-][\d\s().\-]{4,17}\d)$"
+# card networks' prefixes (3 Amex/Diners/JCB, 4 Visa, 5 Mastercard, 6 Discover), 13-19 digits
+_CARD = r"^[3-6](?:[ \-]?\d){12,18}$"
 KINDS = ("email", "phone", "card")
 
 
@@ -51,13 +54,15 @@ def detect(values: pa.Array) -> dict[str, pa.Array]:
     email = pc.fill_null(pc.match_substring_regex(trimmed, _EMAIL), False)
     card_shape = pc.fill_null(pc.match_substring_regex(trimmed, _CARD), False)
     card = card_shape
+    digits = pc.replace_substring_regex(trimmed, pattern=r"[^0-9]", replacement="")
     if pc.any(card_shape).as_py():
-        digits = pc.replace_substring_regex(trimmed, pattern=r"[^0-9]", replacement="")
         flags = [bool(s) and bool(c) and luhn_ok(str(d))
                  for s, c, d in zip(card_shape.to_pylist(), card_shape.to_pylist(),
                                     digits.to_pylist(), strict=True)]
         card = pa.array(flags, pa.bool_())
-    phone_shape = pc.fill_null(pc.match_substring_regex(trimmed, _PHONE), False)
+    # 9+ digits: an ISO date (2024-01-01, 8 digits) has a phone's shape but is not one
+    phone_shape = pc.and_(pc.fill_null(pc.match_substring_regex(trimmed, _PHONE), False),
+                          pc.fill_null(pc.greater_equal(pc.utf8_length(digits), 9), False))
     # a card number also has a phone's shape: count it once, as a card
     phone = pc.and_(phone_shape, pc.invert(card))
     return {"email": email, "phone": phone, "card": card}
