@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -76,10 +77,9 @@ def run_check(path: str, rules: Rules, *, against: str | None = None,
         rows_per_s=rows / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
         created_at=datetime.now(UTC).isoformat(), pii=dict(index.pii))
     if keep and "://" not in path:
-        try:
+        # a read-only dataset is still checked; the caller has the report
+        with contextlib.suppress(OSError):
             write_report(report, Path(path) / REPORT_DIR)
-        except OSError:
-            pass  # a read-only dataset is still checked; the caller has the report
     return report
 
 
