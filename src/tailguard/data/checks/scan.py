@@ -18,7 +18,14 @@ import numpy as np
 
 from tailguard.data.checks.hashing import DigestSpill, hash_rows, normalise_text
 from tailguard.data.checks.rules import Rules
-from tailguard.data.checks.stats import ColumnStats, ShardScanner, iter_batches, numeric_edges
+from tailguard.data.checks.stats import (
+    ColumnStats,
+    ShardScanner,
+    footer_ranges,
+    is_numeric,
+    iter_batches,
+    numeric_edges,
+)
 from tailguard.data.index import DatasetIndex
 
 TAG_SHIFT = np.uint64(56)
@@ -92,6 +99,11 @@ def _scan_one(path: str, index: DatasetIndex, tag: int, rules: Rules,
                 normalised = [normalise_text(batch.column(n)) for n in text_columns]
                 texts.append((hash_rows(normalised), ids))
             first += batch.num_rows
+        for name, (lo, hi) in footer_ranges(path, index.shards[i].file).items():
+            st = stats.get(name)
+            if (st is not None and is_numeric(st.kind) and st.min is None
+                    and st.rows > st.nulls.count):
+                st.min, st.max = lo, hi
         return stats, rows, texts
 
     total = scanner.new()

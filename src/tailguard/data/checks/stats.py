@@ -130,6 +130,31 @@ def numeric_edges(indexes: Sequence[tuple[str, DatasetIndex]], bins: int
     return edges
 
 
+def footer_ranges(path: str, file: str) -> dict[str, tuple[float, float]]:
+    """Min and max per column of one shard from its Parquet footer (no data read; exact, as
+    written by ingest, NaN left out)."""
+    where = _shard_path(path, file)
+    if "://" in where:
+        import fsspec
+
+        with fsspec.open(where, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+    else:
+        meta = pq.ParquetFile(where).metadata
+    out: dict[str, tuple[float, float]] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for i in range(meta.num_columns):
+            st = group.column(i).statistics
+            if st is None or not st.has_min_max or not isinstance(st.min, int | float):
+                continue
+            name = meta.schema.column(i).name
+            lo, hi = out.get(name, (st.min, st.max))
+            out[name] = (min(lo, st.min), max(hi, st.max))
+    # Parquet writes a float min of 0 as -0.0 (its spec's rule for signed zeros)
+    return {k: (lo + 0 if isinstance(lo, float) else lo, hi) for k, (lo, hi) in out.items()}
+
+
 def _shard_path(path: str, file: str) -> str:
     return path.rstrip("/") + "/" + file
 
@@ -200,17 +225,19 @@ class ShardScanner:
     def _numeric(self, st: ColumnStats, col: pa.Array, first_row: int, keep: int) -> None:
         if col.null_count == len(col):
             return
-        mm = pc.min_max(col)
-        lo, hi = mm["min"].as_py(), mm["max"].as_py()
-        if lo is not None:
-            st.min = lo if st.min is None else min(st.min, lo)
-            st.max = hi if st.max is None else max(st.max, hi)
+        bounds = self.ranges.get(st.name)
+        lo = hi = None
+        if bounds is not None:  # else min/max come from the footer (see footer_ranges)
+            mm = pc.min_max(col)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if lo is not None:
+                st.min = lo if st.min is None else min(st.min, lo)
+                st.max = hi if st.max is None else max(st.max, hi)
         edges = self.edges.get(st.name)
         if edges is not None:
             h = _histogram(col, edges)
             st.hist = h if st.hist is None else st.hist + h
             st.edges = edges
-        bounds = self.ranges.get(st.name)
         if bounds is not None:
             rmin, rmax = bounds
             if (rmin is not None and lo is not None and lo < rmin) or (
