@@ -23,6 +23,8 @@ fi
 "$BIN/python" examples/minilm_classifier/prepare.py --out "$DATA"
 "$BIN/tailguard" data ingest "$DATA/train.jsonl" --out "$DATA/train"
 "$BIN/tailguard" data ingest "$DATA/test.jsonl" --out "$DATA/test"
+"$BIN/tailguard" data check "$DATA/train" --against "$DATA/test" \
+  --rules examples/minilm_classifier/checks.yaml   # report in $DATA/train/checks/
 "$BIN/tailguard" train examples/minilm_classifier/job.yaml ${ENGINE[@]+"${ENGINE[@]}"} "$@"
 
 cat > "$DATA/serve.yaml" <<YAML

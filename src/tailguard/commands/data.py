@@ -1,4 +1,4 @@
-"""CLI commands: ``tailguard data ingest|show``."""
+"""CLI commands: ``tailguard data ingest|show|check``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 if TYPE_CHECKING:
     from tailguard.data import DatasetIndex
+    from tailguard.data.checks import CheckReport
 
 # tailguard.data (pyarrow, fsspec; torch through its dataset) and rich are imported inside
 # each command: every CLI call imports this module to build the command tree.
@@ -28,13 +29,22 @@ def ingest_cmd(
     max_bad_rows: int = typer.Option(
         0, "--max-bad-rows", min=0, help="Malformed rows to skip before failing"
     ),
+    check: bool = typer.Option(False, "--check", help="Run the data checks before writing"),
+    rules: Path | None = typer.Option(None, "--rules", help="Rules YAML for --check"),
 ) -> None:
-    """Convert sources into Parquet shards plus index.json (atomic; a no-op when unchanged)."""
+    """Convert sources into Parquet shards plus index.json (atomic; a no-op when unchanged).
+
+    Schema columns declared {"type": "string", "pii": "hash"} are replaced by an HMAC keyed
+    by $TAILGUARD_PII_KEY; "pii": "drop" removes them. With --check (or --rules) a failing
+    data check leaves no dataset behind.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from tailguard.data import DataError, ingest, load_schema_option
+    from tailguard.data.checks import DataCheckFailed, load_rules
 
     try:
+        checks = load_rules(rules) if check or rules is not None else None
         parsed = load_schema_option(schema).to_mapping() if schema is not None else None
         with Progress(
             TextColumn("ingest"),
@@ -51,7 +61,12 @@ def ingest_cmd(
                 schema=parsed,
                 max_bad_rows=max_bad_rows,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                checks=checks,
             )
+    except DataCheckFailed as exc:
+        _print_check(exc.report)
+        typer.echo(f"error: {exc}\nno dataset was written", err=True)
+        raise typer.Exit(1) from exc
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -65,10 +80,58 @@ def ingest_cmd(
         typer.echo(f"skipped bad row: {bad}", err=True)
     if result.bad_rows > len(result.bad_row_samples):
         typer.echo(f"… {result.bad_rows - len(result.bad_row_samples)} more bad rows", err=True)
+    if result.check is not None:
+        _print_check(result.check)
     typer.echo(
         f"wrote {result.out}: {result.rows} rows in {result.shards} shard(s), "
         f"{result.bad_rows} bad row(s) skipped, fingerprint {result.fingerprint[:12]}…"
     )
+
+
+def _print_check(report: CheckReport) -> None:
+    from rich.console import Console
+
+    from tailguard.data.checks.render import print_report
+
+    print_report(report, Console(stderr=True))
+
+
+@data_app.command("check")
+def check_cmd(
+    path: str = typer.Argument(..., help="Dataset directory to check"),
+    against: str | None = typer.Option(
+        None, "--against", help="Another dataset (eval split, reference): leakage and drift"
+    ),
+    rules: Path | None = typer.Option(None, "--rules", help="Rules YAML (default rules if unset)"),
+    label: str | None = typer.Option(None, "--label", help="Label column for label balance"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    html: Path | None = typer.Option(None, "--html", help="Also write the HTML report here"),
+    keep: bool = typer.Option(
+        True, "--keep/--no-keep", help="Keep report.json/html in DATASET/checks/"
+    ),
+) -> None:
+    """Check a dataset: nulls, ranges, categories, duplicates, label balance, PII, drift
+    between shards; with --against also leakage and drift between the two. Exit 1 when a
+    rule with severity 'fail' does not hold."""
+    from rich.console import Console
+
+    from tailguard.data import DataError
+    from tailguard.data.checks import load_rules, run_check
+    from tailguard.data.checks.render import print_report, to_html
+
+    try:
+        report = run_check(path, load_rules(rules), against=against, label=label, keep=keep)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if html is not None:
+        html.write_text(to_html(report), encoding="utf-8")
+    if as_json:
+        typer.echo(report.to_json(), nl=False)
+    else:
+        print_report(report, Console())
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def _summary(path: str, index: DatasetIndex) -> dict[str, object]:
@@ -81,6 +144,7 @@ def _summary(path: str, index: DatasetIndex) -> dict[str, object]:
         "fingerprint": index.fingerprint,
         "bad_rows": index.bad_rows,
         "sources": [s.get("url") for s in index.sources],
+        "pii": index.pii,
         "created_at": index.created_at,
     }
 

@@ -56,6 +56,10 @@ class DatasetIndex:
     bad_rows: int = 0
     bad_row_samples: tuple[str, ...] = ()
     created_at: str = ""
+    pii: dict[str, str] = field(default_factory=dict)
+    """Columns ingest dropped or replaced by an HMAC (``column -> "drop"|"hash"``)."""
+    pii_key_id: str | None = None
+    """A public id of the HMAC key (never the key): which key hashed the ``hash`` columns."""
 
     @property
     def total_rows(self) -> int:
@@ -77,6 +81,8 @@ class DatasetIndex:
             "bad_rows": self.bad_rows,
             "bad_row_samples": list(self.bad_row_samples),
             "created_at": self.created_at,
+            "pii": self.pii,
+            "pii_key_id": self.pii_key_id,
         }
         return json.dumps(doc, indent=2) + "\n"
 
@@ -101,6 +107,8 @@ class DatasetIndex:
                 bad_rows=int(doc.get("bad_rows", 0)),
                 bad_row_samples=tuple(str(s) for s in doc.get("bad_row_samples", ())),
                 created_at=str(doc.get("created_at", "")),
+                pii={str(k): str(v) for k, v in dict(doc.get("pii") or {}).items()},
+                pii_key_id=doc.get("pii_key_id"),
             )
         except DatasetIndexError:
             raise

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +49,9 @@ from tailguard.data.sources import (
     read_source,
     sample_schema,
 )
+
+if TYPE_CHECKING:
+    from tailguard.data.checks import CheckReport, Rules
 
 DEFAULT_SHARD_ROWS = 65536
 BAD_ROW_SAMPLES = 20
@@ -80,8 +84,9 @@ class IngestResult:
     bad_rows: int
     fingerprint: str
     skipped: bool
-    schema: Mapping[str, str]
+    schema: Mapping[str, Any]
     bad_row_samples: tuple[BadRow, ...] = ()
+    check: CheckReport | None = None
 
 
 class _ShardWriter:
@@ -150,14 +155,20 @@ def ingest(
     out: Path,
     *,
     shard_rows: int = DEFAULT_SHARD_ROWS,
-    schema: dict[str, str] | None = None,
+    schema: Mapping[str, Any] | None = None,
     max_bad_rows: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    checks: Rules | None = None,
 ) -> IngestResult:
     """Ingest ``sources`` into the dataset directory ``out`` (see the module docs).
 
-    ``progress(done, total)`` is called after each source file. Raises
-    :class:`TooManyBadRows` or :class:`IngestError`; on any failure ``out`` is unchanged.
+    ``progress(done, total)`` is called after each source file. Columns the schema declares
+    ``pii: drop`` are not written, ``pii: hash`` ones are replaced by an HMAC keyed by
+    ``TAILGUARD_PII_KEY`` (:mod:`tailguard.data.checks.pii`). With ``checks`` the new shards
+    are checked before they replace ``out`` (the report is kept in ``out/checks/``); a
+    failing check raises :class:`~tailguard.data.checks.DataCheckFailed` and leaves ``out``
+    unchanged. Raises :class:`TooManyBadRows` or :class:`IngestError`; on any failure
+    ``out`` is unchanged.
     """
     if shard_rows < 1:
         raise IngestError(f"shard_rows must be >= 1, got {shard_rows}")
@@ -166,11 +177,18 @@ def ingest(
     out = Path(out).absolute()
     files = expand_sources(sources, exclude=str(out))
     declared = parse_schema(schema) if schema is not None else None
-    options = {
+    pii_actions = declared.pii if declared is not None else {}
+    from tailguard.data.checks.pii import key_id, pii_key
+
+    key = pii_key(required="hash" in pii_actions.values()) if pii_actions else None
+    options: dict[str, Any] = {
         "shard_rows": shard_rows,
         "schema": declared.to_mapping() if declared is not None else None,
         "max_bad_rows": max_bad_rows,
     }
+    if key is not None and "hash" in pii_actions.values():
+        # the key's public id, not the key: another key must not pass for an unchanged ingest
+        options["pii_key_id"] = key_id(key)
     hashes = [f.sha256() for f in files]
     fp = fingerprint(files, hashes, options)
 
@@ -196,10 +214,10 @@ def ingest(
     tmp.mkdir()
     try:
         shards, bad_count, samples = _write_shards(
-            files, resolved, tmp, shard_rows, max_bad_rows, progress
+            files, resolved, tmp, shard_rows, max_bad_rows, progress, pii_actions, key
         )
         index = DatasetIndex(
-            schema=resolved,
+            schema=resolved.stored(),
             shards=tuple(shards),
             fingerprint=fp,
             sources=tuple(
@@ -210,8 +228,17 @@ def ingest(
             bad_rows=bad_count,
             bad_row_samples=tuple(str(b) for b in samples),
             created_at=datetime.now(UTC).isoformat(),
+            pii=dict(pii_actions),
+            pii_key_id=options.get("pii_key_id"),
         )
         (tmp / INDEX_NAME).write_text(index.to_json(), encoding="utf-8")
+        report = None
+        if checks is not None:
+            from tailguard.data.checks import DataCheckFailed, run_check
+
+            report = run_check(str(tmp), checks, shown_as=str(out))
+            if not report.passed:
+                raise DataCheckFailed(report)
         _replace_dir(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -223,8 +250,9 @@ def ingest(
         bad_count,
         fp,
         False,
-        resolved.to_mapping(),
+        index.schema.to_mapping(),
         tuple(samples),
+        report,
     )
 
 
@@ -235,9 +263,13 @@ def _write_shards(
     shard_rows: int,
     max_bad_rows: int,
     progress: Callable[[int, int], None] | None,
+    pii_actions: Mapping[str, str],
+    key: bytes | None,
 ) -> tuple[list[ShardInfo], int, list[BadRow]]:
+    from tailguard.data.checks.pii import protect
+
     files = list(files)
-    writer = _ShardWriter(directory, shard_rows, schema.arrow_schema())
+    writer = _ShardWriter(directory, shard_rows, schema.stored().arrow_schema())
     samples: list[BadRow] = []
     count = 0
 
@@ -251,7 +283,7 @@ def _write_shards(
 
     for done, src in enumerate(files, start=1):
         for table in read_source(src, schema, on_bad):
-            writer.add(table)
+            writer.add(protect(table, pii_actions, key) if pii_actions else table)
         if progress is not None:
             progress(done, len(files))
     return writer.close(), count, samples

@@ -69,6 +69,9 @@ class Column:
     name: str
     type: str
     nullable: bool = False
+    pii: str | None = None
+    """``"drop"`` or ``"hash"``: personal data removed or keyed at ingest (see
+    :mod:`tailguard.data.checks.pii`)."""
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -98,8 +101,20 @@ class Schema:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    def to_mapping(self) -> dict[str, str]:
-        return {c.name: c.spec for c in self.columns}
+    def to_mapping(self) -> dict[str, Any]:
+        return {c.name: c.spec if c.pii is None else {"type": c.spec, "pii": c.pii}
+                for c in self.columns}
+
+    @property
+    def pii(self) -> dict[str, str]:
+        """Columns declared as personal data and what ingest does with them."""
+        return {c.name: c.pii for c in self.columns if c.pii is not None}
+
+    def stored(self) -> Schema:
+        """The schema of what ingest writes: ``pii: drop`` columns gone, ``pii: hash`` ones
+        plain strings (hex HMACs)."""
+        return Schema(tuple(Column(c.name, "string" if c.pii == "hash" else c.type,
+                                   c.nullable) for c in self.columns if c.pii != "drop"))
 
     def arrow_schema(self) -> pa.Schema:
         return pa.schema(
@@ -107,14 +122,28 @@ class Schema:
         )
 
 
-def parse_schema(mapping: Mapping[str, str]) -> Schema:
-    """Validate a ``column -> type`` mapping (see the module docs for the type names)."""
+def parse_schema(mapping: Mapping[str, Any]) -> Schema:
+    """Validate a ``column -> type`` mapping (see the module docs for the type names).
+
+    A type may also be written ``{"type": "string", "pii": "hash"}`` (or ``"drop"``) to
+    declare personal data that ingest keys with an HMAC or removes.
+    """
     if not isinstance(mapping, Mapping) or not mapping:
         raise SchemaError("a schema must be a non-empty JSON object mapping column -> type")
     columns = []
     for name, raw in mapping.items():
         if not isinstance(name, str) or not name:
             raise SchemaError(f"column names must be non-empty strings, got {name!r}")
+        pii = None
+        if isinstance(raw, Mapping):
+            extra = set(raw) - {"type", "pii"}
+            if extra or "type" not in raw:
+                raise SchemaError(f"column {name!r}: expected {{type: ..., pii: drop|hash}}, "
+                                  f"got {dict(raw)!r}")
+            pii = raw.get("pii")
+            if pii not in (None, "drop", "hash"):
+                raise SchemaError(f"column {name!r}: pii must be 'drop' or 'hash', got {pii!r}")
+            raw = raw["type"]
         if not isinstance(raw, str):
             raise SchemaError(f"column {name!r}: type must be a string like 'int64', got {raw!r}")
         spec = raw.strip().lower()
@@ -128,7 +157,9 @@ def parse_schema(mapping: Mapping[str, str]) -> Schema:
                 f"column {name!r}: unknown type {raw!r}; use one of {sorted(_ARROW_TYPES)} "
                 "(append '?' for a nullable column)"
             )
-        columns.append(Column(name, base, nullable))
+        if pii == "hash" and base != "string":
+            raise SchemaError(f"column {name!r}: 'pii: hash' needs a string column, not {base}")
+        columns.append(Column(name, base, nullable, pii))
     return Schema(tuple(columns))
 
 

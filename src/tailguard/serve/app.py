@@ -123,6 +123,7 @@ class Gateway:
                 spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
                 self.usage,
                 FairQueueConfig(starvation_s=config.admission.starvation_s), self.tracing)
+        self._watch_skew(config)
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
                                      d.desired_replicas) for d in self.deployments.values()])
@@ -155,6 +156,19 @@ class Gateway:
         )
 
     # ------------------------------------------------------------------ lifecycle
+    def _watch_skew(self, config: ServeConfig) -> None:
+        """Deployments with ``skew:`` sample their inputs against the training data."""
+        specs = [spec for spec in config.deployments if spec.skew is not None]
+        if not specs:
+            return
+        from tailguard.serve.skew import SkewCollector, SkewMonitor
+
+        monitors = {}
+        for spec in specs:
+            assert spec.skew is not None
+            monitors[spec.name] = self.deployments[spec.name].skew = SkewMonitor(spec.skew)
+        self.metrics.registry.register(SkewCollector(monitors))
+
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         for deployment in self.deployments.values():

@@ -33,6 +33,7 @@ from tailguard.observe.trace_spec import TracingSpec
 from tailguard.serve.gate.identity import RESERVED_IDS
 from tailguard.serve.gate.policy import AdmissionSettings
 from tailguard.serve.gate.tenants import TenantSpec, hash_api_key
+from tailguard.serve.skew_spec import SkewSpec
 
 
 class DeploymentSpec(BaseModel):
@@ -76,6 +77,8 @@ class DeploymentSpec(BaseModel):
                     "with replica_nice), 'batch' (SCHED_BATCH) or 'idle' (SCHED_IDLE: the "
                     "gateway preempts them at once, but the load balancer then packs replicas "
                     "onto fewer cores: measured 20% less MiniLM throughput)")
+    skew: SkewSpec | None = Field(
+        None, description="training/serving skew metric (tailguard.serve.skew)")
     autoscaling: AutoscalingSpec | None = Field(None, description="omit for a fixed count")
     backend: Literal["local", "ray"] | None = Field(
         None, description="where replicas run: 'local' processes or 'ray' actors on a Ray "

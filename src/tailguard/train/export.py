@@ -56,6 +56,19 @@ def data_fingerprint(dataset_dir: Path | None) -> str | None:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def data_checks(dataset_dir: Path | None) -> dict[str, Any] | None:
+    """The summary of the data check kept beside the dataset, when it checked this very
+    dataset (same fingerprint); else None."""
+    if dataset_dir is None:
+        return None
+    from tailguard.data.checks.report import read_summary
+
+    summary = read_summary(str(dataset_dir))
+    if summary is None or summary.get("fingerprint") != data_fingerprint(dataset_dir):
+        return None
+    return summary
+
+
 def output_specs(task: str, width: int) -> list[TensorSpec]:
     if task == "classification":
         return [TensorSpec("probabilities", "FP32", (-1, width)),
@@ -106,7 +119,8 @@ def export_artifact(
         lineage={
             "run_id": run_id,
             "data": {"train": data_fingerprint(job.data.train),
-                     "eval": data_fingerprint(job.data.eval)},
+                     "eval": data_fingerprint(job.data.eval),
+                     "checks": data_checks(job.data.train)},
             "job_config_hash": job.config_hash(),
             "code": code_version(),
             "checkpoint": str(checkpoint) if checkpoint is not None else None,

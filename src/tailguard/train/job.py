@@ -66,6 +66,9 @@ class DataSpec(_Spec):
         "and other data sources)",
     )
     input_name: str = Field(default="features", description="served input tensor name")
+    checks: bool | Path | dict[str, Any] | None = Field(
+        default=None, description="data checks run before any worker starts: true (default "
+        "rules), a rules YAML path, or inline rules (tailguard.data.checks.rules)")
 
 
 class LossName(StrEnum):

@@ -106,9 +106,30 @@ def check_dataset(role: str, path: Path, job: TrainJob) -> DatasetFacts:
     return DatasetFacts(role, where, index.total_rows, tuple(features))
 
 
+def run_data_checks(job: TrainJob) -> None:
+    """``data.checks``: one streaming pass over train (against eval: leakage, drift); a
+    failing rule raises :class:`JobError` naming the rule, the column and example rows. The
+    report is kept beside the training set, where the artifact's lineage finds it."""
+    if job.data.checks is None or job.data.checks is False:
+        return
+    from tailguard.data.checks import DataCheckFailed, load_rules, run_check
+
+    try:
+        rules = load_rules(job.data.checks)
+        report = run_check(str(job.data.train), rules,
+                           against=None if job.data.eval is None else str(job.data.eval),
+                           label=job.data.label)
+        if not report.passed:
+            raise DataCheckFailed(report, role="train")
+    except DataError as exc:
+        raise JobError(f"data.checks: {exc}\nno worker was started; fix the data or relax "
+                       "the rule (severity: warn)") from None
+
+
 def check_job_data(job: TrainJob) -> list[DatasetFacts]:
     """Check the job's training and held-out datasets (built-in dataset factory only: a
-    custom factory owns its own format). Eval needs the same resolved features as train."""
+    custom factory owns its own format). Eval needs the same resolved features as train;
+    then ``data.checks`` runs, if set."""
     if job.data.dataset_factory != DataSpec.model_fields["dataset_factory"].default:
         return []
     facts = [check_dataset("train", job.data.train, job)]
@@ -119,4 +140,5 @@ def check_job_data(job: TrainJob) -> list[DatasetFacts]:
                            f"{list(held_out.features)} but data.train's to "
                            f"{list(facts[0].features)}; the held-out set needs the same columns")
         facts.append(held_out)
+    run_data_checks(job)
     return facts

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from tailguard.observe.tracing import Tracing
+    from tailguard.serve.skew import SkewMonitor
 
 __all__ = ["Deployment"]
 
@@ -78,6 +79,7 @@ class Deployment:
         self._supervisor = Supervisor(spec, backend, metrics, self._batcher.serve,
                                       self._no_replica, self._batcher.wake)
         self.on_cold: Callable[[], None] | None = None  # scale-from-zero hook (autoscaler)
+        self.skew: SkewMonitor | None = None  # training/serving skew sampler (spec.skew)
         self._accepting = True
         # (class rank, tenant) -> (computed at, capacity shared, share)
         self._shares: dict[tuple[int, str], tuple[float, float, FairShare]] = {}
@@ -279,6 +281,8 @@ class Deployment:
         timeout = self.spec.timeout_ms / 1000.0 if timeout_s is None else timeout_s
         if supervisor.ready == 0 and supervisor.desired == 0:
             self._cold_start(timeout)
+        if self.skew is not None:
+            self.skew.observe(tensors)
         pending = Pending(tensors, rows, key, loop.create_future(), now, now + timeout, caller,
                           trace=trace)
         timer = loop.call_at(pending.deadline, self._batcher.expire, pending)
