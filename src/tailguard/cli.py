@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # of ``tailguard --help``.
 COMMAND_MODULES: dict[str, str] = {
     "serve": "serve",
+    "apply": "apply",
     "load": "load",
     "train": "train",
     "sim": "sim",
