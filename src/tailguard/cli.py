@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 COMMAND_MODULES: dict[str, str] = {
     "serve": "serve",
     "apply": "apply",
+    "k8s": "k8s",
     "load": "load",
     "train": "train",
     "sim": "sim",
