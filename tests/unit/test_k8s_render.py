@@ -183,3 +183,23 @@ def test_int_or_string_fields_take_both() -> None:
     container["resources"]["limits"]["cpu"] = [1]
     with pytest.raises(ManifestInvalid, match="cpu"):
         validate_object(job)
+
+
+def test_cli_renders_and_validates(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["k8s", "render", str(SERVE), "-o", str(tmp_path / "out"),
+                               "--autoscaler", "hpa"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / "17-horizontalpodautoscaler-tailguard-gateway.yaml").is_file()
+    assert runner.invoke(app, ["k8s", "validate", str(tmp_path / "out")]).output == "valid\n"
+    bad = tmp_path / "out" / "13-deployment-tailguard-gateway.yaml"
+    bad.write_text(bad.read_text().replace("readinessProbe", "readinesProbe"))
+    done = runner.invoke(app, ["k8s", "validate", str(tmp_path / "out")])
+    assert done.exit_code == 1 and "readinesProbe" in done.output
+    done = runner.invoke(app, ["k8s", "render", str(SERVE), "-o", str(tmp_path / "x"),
+                               "--autoscaler", "both"])
+    assert done.exit_code == 2 and "autoscaler" in done.output

@@ -381,7 +381,9 @@ class Gateway:
             raise BadRequest('send {"config": {...serve config...}, "dry_run": false}')
         dry_run = bool(body.get("dry_run", False))
         try:
-            plan = await self.applier.apply(parse_config(body["config"]), dry_run=dry_run)
+            # Shielded: a client that hangs up must not stop a reconcile half-way.
+            plan = await asyncio.shield(
+                self.applier.apply(parse_config(body["config"]), dry_run=dry_run))
         except ConfigInvalid as exc:
             raise BadRequest(f"invalid config, nothing changed: {exc}") from None
         except RestartRequired as exc:
