@@ -46,6 +46,25 @@ def apply(server: ServerProcess, cfg: dict[str, Any], path: Path, *extra: str
         capture_output=True, text=True, timeout=240)
 
 
+def apply_here(server: ServerProcess, cfg: dict[str, Any], path: Path, *extra: str
+               ) -> subprocess.CompletedProcess[str]:
+    """The same command run in this process (no interpreter start-up per call)."""
+    from typer.testing import CliRunner
+
+    from tailguard.cli import app
+
+    path.write_text(yaml.safe_dump(cfg))
+    done = CliRunner().invoke(app, ["apply", str(path), "--server", server.url,
+                                    "--admin-key", ADMIN, *extra])
+    return subprocess.CompletedProcess([], done.exit_code, done.stdout, done.stderr)
+
+
+def served(server: ServerProcess, tenant: str) -> int:
+    answer = server.get("/v1/usage", headers={"Authorization": f"Bearer {ADMIN}"})
+    return sum(int(row["requests"]) for row in answer.json()["usage"]
+               if row["tenant"] == tenant)
+
+
 def running_config(server: ServerProcess) -> dict[str, Any]:
     answer = server.get("/v1/config", headers={"Authorization": f"Bearer {ADMIN}"})
     assert answer.status_code == 200, answer.text
@@ -70,11 +89,23 @@ def test_apply_under_load_changes_model_removes_tenant_then_is_a_no_op(
     before = echo_pids(server)
     mix = TenantMix((Tenant("keep", "k-keep", 3.0), Tenant("gone", "k-gone", 1.0)))
     results: list[LoadResult] = []
-    load = threading.Thread(target=lambda: results.append(run_load(LoadSpec(
-        server.url, model="echo", rate_rps=60, duration_s=25, timeout_s=60, tenants=mix,
-        api_key="k-keep", max_connections=32))))
+    applied = threading.Event()
+
+    def send() -> None:
+        # 3 s segments until the apply (and its check that it was a no-op) is done: the load
+        # covers the whole reconcile however long the roll takes on a loaded machine.
+        seed = 0
+        while not applied.is_set() or seed < 2:
+            seed += 1
+            results.append(run_load(LoadSpec(
+                server.url, model="echo", rate_rps=60, duration_s=3, timeout_s=60,
+                tenants=mix, api_key="k-keep", max_connections=32, seed=seed)))
+
+    load = threading.Thread(target=send)
     load.start()
     try:
+        # The tenant to remove has been served before it goes.
+        wait_for(lambda: served(server, "gone") >= 5, 30, "load from tenant gone")
         wanted = config(echo_model=ECHO_AGAIN, with_gone=False, with_side=False)
         done = apply(server, wanted, tmp_path / "wanted.yaml")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -90,12 +121,14 @@ def test_apply_under_load_changes_model_removes_tenant_then_is_a_no_op(
         again = apply(server, wanted, tmp_path / "wanted.yaml")
         assert again.returncode == 0 and again.stdout.strip() == "no changes", again.stdout
     finally:
+        applied.set()
         load.join()
-    (result,) = results
-    keep, gone = result.tenants["keep"], result.tenants["gone"]
-    assert keep.requests > 500 and keep.ok == keep.requests, keep.errors  # nothing failed
-    assert set(gone.errors) <= {"http_401"}, gone.errors  # refused once removed, only that
-    assert gone.ok > 0 and gone.errors  # it was served before, refused after
+    keep = [r.tenants["keep"] for r in results]
+    gone = [r.tenants["gone"] for r in results if "gone" in r.tenants]
+    assert sum(k.requests for k in keep) > 300
+    assert all(k.ok == k.requests for k in keep), [k.errors for k in keep]  # nothing failed
+    assert all(set(g.errors) <= {"http_401"} for g in gone), [g.errors for g in gone]
+    assert gone[0].ok > 0 and gone[-1].errors  # served before, refused after: only 401s
     shown = running_config(server)
     assert shown["deployments"][0]["model"] == ECHO_AGAIN
     assert [t["id"] for t in shown["tenants"]] == ["keep"]
@@ -103,33 +136,27 @@ def test_apply_under_load_changes_model_removes_tenant_then_is_a_no_op(
     assert "k-keep" not in str(shown) and ADMIN not in str(shown)
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(start_server: Any, tmp_path: Path) -> None:
+def test_dry_run_invalid_and_restart_needing_applies_change_nothing(
+        start_server: Any, tmp_path: Path) -> None:
     server = start_server(config()).wait_ready()
+    shown = running_config(server)
     wanted = config(with_gone=False)
     wanted["deployments"][0]["max_wait_ms"] = 3
-    done = apply(server, wanted, tmp_path / "dry.yaml", "--dry-run")
+    done = apply_here(server, wanted, tmp_path / "dry.yaml", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "~ deployment echo", "    max_wait_ms: 0.0 -> 3.0",
         "- tenant gone  (its keys stop working at once)"]
-    assert status_of(server, "k-gone") == 200
-    assert running_config(server)["deployments"][0]["max_wait_ms"] == 0
-
-
-def test_invalid_or_restart_needing_apply_changes_nothing(start_server: Any,
-                                                          tmp_path: Path) -> None:
-    server = start_server(config()).wait_ready()
-    shown = running_config(server)
     typo = config(with_gone=False)
     typo["deployments"][0]["max_wait_msec"] = 3
-    done = apply(server, typo, tmp_path / "typo.yaml")
+    done = apply_here(server, typo, tmp_path / "typo.yaml")
     assert done.returncode == 2
     assert "deployments[echo].max_wait_msec: Extra inputs are not permitted" in done.stderr
     bad_model = config(echo_model="tailguard.models.nowhere:Nothing", with_gone=False)
-    done = apply(server, bad_model, tmp_path / "bad.yaml")  # valid YAML; the server refuses
+    done = apply_here(server, bad_model, tmp_path / "bad.yaml")  # valid YAML; the server refuses
     assert done.returncode == 2 and "deployments[echo]: cannot load its model" in done.stderr
     moved = {**config(with_gone=False), "port": server.port + 1}
-    done = apply(server, moved, tmp_path / "port.yaml")
+    done = apply_here(server, moved, tmp_path / "port.yaml")
     assert done.returncode == 2 and "port cannot change on a running server" in done.stderr
     assert running_config(server) == shown
     assert status_of(server, "k-gone") == 200
