@@ -99,12 +99,12 @@ class Gateway:
         for spec in config.deployments:
             self.deployments[spec.name] = self.new_deployment(spec, signature(instantiate(spec)))
         self.autoscaler = controller_for(self.deployments)
-        # `tailguard apply` and SIGHUP; serve() gives it the --config path and overrides.
-        self.applier = ConfigApplier(self)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
+        # `tailguard apply` and SIGHUP; serve() gives it the --config path and overrides.
+        self.applier = ConfigApplier(self)
         self._router = Starlette(
             routes=[
                 Route("/v2", self._server_metadata),
