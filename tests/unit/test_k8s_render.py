@@ -17,6 +17,7 @@ import yaml
 from tailguard.k8s import K8sSpec, render_job, render_serve, write_manifests
 from tailguard.k8s.render import dump
 from tailguard.k8s.validate import ManifestInvalid, validate_object
+from tailguard.serve.config import ServeConfig
 from tailguard.serve.live_apply import read_config_file
 from tailguard.train.job import parse_job
 
@@ -83,6 +84,10 @@ def test_config_map_holds_only_key_digests() -> None:
     assert text.count("sha256:") == 3
     served = yaml.safe_load(text)
     assert (served["host"], served["port"]) == ("0.0.0.0", 8000)
+    _, config = read_config_file(SERVE)
+    # what the pod serves is the file's config, bound to the pod's port
+    assert ServeConfig.model_validate(served) == config.model_copy(
+        update={"host": "0.0.0.0", "port": 8000})
 
 
 def test_gateway_probes_use_the_v2_health_routes() -> None:

@@ -30,12 +30,17 @@ _UID = 10001  # the Dockerfile's non-root user
 
 def rendered_config(config: ServeConfig, k8s: K8sSpec, ray_address: str | None) -> str:
     """The serve YAML of the ConfigMap: all on one port in the pod, keys as sha256 digests
-    only (they are already hashed at load), Ray deployments pointed at the RayCluster."""
+    only (they are already hashed at load), Ray deployments pointed at the RayCluster, and
+    only the fields that differ from their defaults."""
     deployments = [d.model_copy(update={"ray_address": None}) for d in config.deployments]
     cfg = config.model_copy(update={"host": "0.0.0.0", "port": GATEWAY_PORT,
                                     "deployments": deployments,
                                     "ray_address": ray_address})
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True)
+    # Defaults left out: the image's own tailguard fills them in, and a field added to the
+    # config later does not change every rendered ConfigMap. The bind address is always said.
+    data = {**cfg.model_dump(mode="json", exclude_defaults=True),
+            "host": cfg.host, "port": cfg.port}
+    return yaml.safe_dump(data, sort_keys=True)
 
 
 def gateway_objects(config: ServeConfig, k8s: K8sSpec,
