@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # of ``tailguard --help``.
 COMMAND_MODULES: dict[str, str] = {
     "serve": "serve",
+    "apply": "apply",
+    "k8s": "k8s",
     "load": "load",
     "train": "train",
     "sim": "sim",

@@ -147,6 +147,13 @@ class AutoscaleController:
         if spec.min_replicas == 0:
             deployment.on_cold = lambda: self._cold_start(managed)
 
+    def remove(self, name: str) -> None:
+        """Stop managing ``name`` (a removed deployment, or one whose autoscaling spec
+        changed: ``add`` it again). Its replicas stay as they are."""
+        managed = self._managed.pop(name, None)
+        if managed is not None:
+            managed.deployment.on_cold = None
+
     @property
     def names(self) -> list[str]:
         return list(self._managed)

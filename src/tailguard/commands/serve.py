@@ -26,7 +26,7 @@ def serve_cmd(
 
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     try:
-        serve(cfg.model_copy(update=updates) if updates else cfg)
+        serve(cfg.model_copy(update=updates) if updates else cfg, config, updates)
     except RayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

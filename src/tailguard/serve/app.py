@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import math
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -37,8 +38,10 @@ from tailguard.serve.errors import BadRequest, Forbidden, ModelFailed, NotFound,
 from tailguard.serve.gate.gate import TenantGate
 from tailguard.serve.gate.identity import Principal
 from tailguard.serve.http import read_body, respond
-from tailguard.serve.loader import instantiate, signature
+from tailguard.serve.live_apply import ConfigApplier, ConfigInvalid, parse_config, sighup_handler
+from tailguard.serve.loader import ModelSignature, instantiate, signature
 from tailguard.serve.protocols import openai, v2
+from tailguard.serve.reconcile import RestartRequired
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
 from tailguard.tensors import Tensors
@@ -115,14 +118,10 @@ class Gateway:
         self.usage = UsageMeter(self.metrics.registry, self.metrics.latency_buckets)
         self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
-        backends = _Backends(config, backend)
+        self._backends = _Backends(config, backend)
         self.deployments: dict[str, Deployment] = {}
         for spec in config.deployments:
-            sig = signature(instantiate(spec))
-            self.deployments[spec.name] = Deployment(
-                spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
-                self.usage,
-                FairQueueConfig(starvation_s=config.admission.starvation_s), self.tracing)
+            self.deployments[spec.name] = self.new_deployment(spec, signature(instantiate(spec)))
         self._watch_skew(config)
         self.autoscaler = controller_for(self.deployments)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
@@ -130,6 +129,8 @@ class Gateway:
         self.snapshots = dashboard.SnapshotRing(window_s=5.0)  # for the live page's rates
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
+        # `tailguard apply` and SIGHUP; serve() gives it the --config path and overrides.
+        self.applier = ConfigApplier(self)
         self._router = Starlette(
             routes=[
                 Route("/v2", self._server_metadata),
@@ -143,6 +144,8 @@ class Gateway:
                 Route("/v1/deployments", self._deployments),
                 Route("/v1/usage", self._usage),
                 Route("/v1/deployments/{model}/restart", self._restart, methods=["POST"]),
+                Route("/v1/config", self._get_config, methods=["GET"]),
+                Route("/v1/config", self._apply_config, methods=["POST"]),
                 Route("/metrics", self._metrics),
                 Route("/dashboard", self._dashboard_page),
                 Route("/dashboard/static/{name}", self._dashboard_asset),
@@ -154,6 +157,13 @@ class Gateway:
                                 Exception: self._route_error},
             lifespan=self._lifespan,
         )
+
+    def new_deployment(self, spec: DeploymentSpec, sig: ModelSignature) -> Deployment:
+        """A deployment of this gateway (not started): at start-up, or added by an apply."""
+        return Deployment(spec, sig, self._backends.of(spec),
+                          DeploymentMetrics(self.metrics, spec.name), self.usage,
+                          FairQueueConfig(starvation_s=self.config.admission.starvation_s),
+                          self.tracing)
 
     # ------------------------------------------------------------------ lifecycle
     def _watch_skew(self, config: ServeConfig) -> None:
@@ -174,6 +184,9 @@ class Gateway:
         for deployment in self.deployments.values():
             await deployment.start()
         self.autoscaler.start()
+        if self.applier.config_path is not None:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, sighup_handler(self.applier))
         # Everything allocated so far lives as long as the server: keep it out of the
         # collector's generations, so a full collection does not stall the request path.
         gc.collect()
@@ -442,6 +455,35 @@ class Gateway:
         found = self._lookup(request)
         restarted = await found.restart()
         return _json({"name": found.name, "restarted": restarted})
+
+    async def _get_config(self, request: Request) -> Response:
+        """The desired state the server runs (admin): API keys only as sha256 digests."""
+        if not self._principal(request).admin:
+            raise Forbidden("reading the config needs an admin key")
+        return _json({"config": self.config.model_dump(mode="json")})
+
+    async def _apply_config(self, request: Request) -> Response:
+        """``tailguard apply``: body ``{"config": {...}, "dry_run": bool}`` (admin). 400 names
+        the invalid field, 409 a field only a restart can change; either changes nothing."""
+        if not self._principal(request).admin:
+            raise Forbidden("applying a config needs an admin key")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+        if not isinstance(body, dict) or "config" not in body:
+            raise BadRequest('send {"config": {...serve config...}, "dry_run": false}')
+        dry_run = bool(body.get("dry_run", False))
+        try:
+            # Shielded: a client that hangs up must not stop a reconcile half-way.
+            plan = await asyncio.shield(
+                self.applier.apply(parse_config(body["config"]), dry_run=dry_run))
+        except ConfigInvalid as exc:
+            raise BadRequest(f"invalid config, nothing changed: {exc}") from None
+        except RestartRequired as exc:
+            return _json({"error": str(exc), "plan": exc.plan.to_dict()}, 409)
+        return _json({"applied": not dry_run and not plan.empty, "dry_run": dry_run,
+                      "plan": plan.to_dict()})
 
     async def _usage(self, request: Request) -> Response:
         principal = self._principal(request)

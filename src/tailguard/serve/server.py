@@ -1,5 +1,6 @@
 """Run the gateway under uvicorn (uvloop + httptools) with graceful shutdown.
 
+SIGHUP re-reads ``--config`` and applies it live (as ``tailguard apply`` does).
 SIGTERM or Ctrl-C: uvicorn stops accepting connections and waits for in-flight requests; the
 app's lifespan shutdown then drains the queues and stops the replica processes; exit status 0.
 """
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from tailguard.sched import request_short_slice
 from tailguard.serve.app import Gateway
 from tailguard.serve.config import ServeConfig
+from tailguard.serve.live_apply import ConfigApplier
 
 log = logging.getLogger("tailguard.serve")
 
@@ -31,13 +35,16 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve(config: ServeConfig) -> None:
-    """Serve ``config`` until SIGTERM/SIGINT."""
+def serve(config: ServeConfig, config_path: Path | None = None,
+          overrides: Mapping[str, Any] | None = None) -> None:
+    """Serve ``config`` until SIGTERM/SIGINT; SIGHUP re-reads ``config_path`` (read from it,
+    with the command line's ``overrides`` on top) and applies it live."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding to %s: the server is reachable from other machines", config.host)
     app = Gateway(config)
+    app.applier = ConfigApplier(app, config_path, overrides)
     uv_config = uvicorn.Config(
         app,
         host=config.host,

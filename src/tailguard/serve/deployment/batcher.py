@@ -57,7 +57,7 @@ class Batcher:
                  usage: UsageMeter | None, tracing: Tracing | None = None) -> None:
         self.name = name
         self.queue = queue
-        self._max_wait_s = max_wait_s
+        self._max_wait_s = max_wait_s  # a live config apply may change it (set_max_wait_s)
         self._cap = cap
         self._service = service
         self._demand = demand
@@ -82,6 +82,12 @@ class Batcher:
             self._batch_trace = BatchTrace
 
     # ------------------------------------------------------------------ queue
+
+    def set_max_wait_s(self, max_wait_s: float) -> None:
+        """A new ``max_wait_ms`` (a config apply): batches closed from now on wait this long."""
+        self._max_wait_s = max_wait_s
+        self.wake()
+
     def enqueue(self, p: Pending, front: bool = False) -> None:
         c = p.caller
         self.queue.push(p, tenant=c.tenant, priority=c.priority, weight=c.weight,

@@ -246,6 +246,29 @@ class Deployment:
         """Rolling restart of every replica, one at a time; returns replicas restarted."""
         return await self._supervisor.restart(timeout_s)
 
+    def retune(self, spec: DeploymentSpec) -> None:
+        """Take a new spec of the same deployment (a config apply). Batching, deadlines, the
+        SLO and the queue bound apply from the next request and batch; replicas started from
+        now on run the new spec (:meth:`roll` restarts the running ones)."""
+        if spec.name != self.name:
+            raise ValueError(f"deployment {self.name!r} cannot become {spec.name!r}")
+        self.spec = spec
+        self._supervisor.spec = spec
+        self.batch_policy = BatchPolicy(
+            spec.max_batch_size, None if spec.p99_ms is None else spec.p99_ms / 1000.0,
+            spec.batch_slo_share)
+        self._shares.clear()
+        self._batcher.set_max_wait_s(spec.max_wait_ms / 1000.0)
+
+    async def roll(self, spec: DeploymentSpec, signature: ModelSignature,
+                   timeout_s: float = RESTART_TIMEOUT_S) -> int:
+        """Replace every replica with one running ``spec`` (a changed model, options ...):
+        a rolling restart, one replica at a time, each back before the next goes, so the
+        queue keeps being served. Returns the replicas restarted."""
+        self.retune(spec)
+        self.signature = signature
+        return await self._supervisor.restart(timeout_s)
+
     async def stop(self, drain_timeout_s: float) -> None:
         """Refuse new requests, finish queued and in-flight ones, then stop the replicas."""
         self._accepting = False

@@ -84,6 +84,23 @@ class TenantGate:
         self._holds: dict[tuple[str, str], Hold] = {}  # (caller, deployment) -> hold-off
         self._budgets: dict[tuple[str, str], float] = {}  # (caller, deployment) -> SLO, s
 
+    def reconfigure(self, config: ServeConfig) -> None:
+        """Serve ``config``'s tenants, admin keys and admission settings from the next
+        request on (a config apply): a removed tenant's keys are refused at once, a changed
+        tenant starts with fresh quotas, the others keep their buckets and hold-offs."""
+        directory = TenantDirectory(config.tenants)  # may raise: then nothing changed
+        before = {t.id: t for t in self.directory}
+        self.directory = directory
+        self.open = len(directory) == 0
+        self._admin = [bytes.fromhex(k.split(":", 1)[1]) for k in config.admin_api_keys]
+        self.settings = config.admission
+        for tenant_id, spec in before.items():
+            if directory.get(tenant_id) != spec:
+                self._buckets.pop(tenant_id, None)
+                for key in [k for k in self._holds if k[0] == tenant_id]:
+                    del self._holds[key]
+        self._budgets.clear()  # objectives may have changed (tenant's or deployment's)
+
     # ---------------------------------------------------------------- who and what
     def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
         if self.open:
@@ -164,7 +181,8 @@ class TenantGate:
     def _budget(self, caller: Caller, tenant: TenantSpec | None,
                 deployment: Admissible) -> float:
         """Seconds of the caller's objective on ``deployment``: the tenant's ``p99_ms``, else
-        the deployment's, else its timeout (specs never change: kept once computed)."""
+        the deployment's, else its timeout (kept once computed; a config
+        apply clears them)."""
         key = (caller.tenant, deployment.name)
         budget = self._budgets.get(key)
         if budget is None:

@@ -1,6 +1,6 @@
 """Tenants: who may call which deployment, at what priority, weight and quota.
 
-A tenant is declared in config and never changes while a gateway serves from that config::
+A tenant is declared in config; `tailguard apply` swaps the whole directory on a running gateway::
 
     spec = TenantSpec(
         id="search",
