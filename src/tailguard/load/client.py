@@ -77,6 +77,17 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Open (and close) one TCP connection to ``url``'s host, or raise naming it."""
+    target = Target.parse(url)
+    try:
+        socket.create_connection((target.host, target.port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise LoadTargetError(
+            f"cannot connect to {target.host_header} ({exc.strerror or exc}): is the server "
+            "up? (start one with `tailguard serve`, or pass its URL)") from None
+
+
 class ConnectionOwner(Protocol):
     """What a :class:`Connection` reports to: the engine that drives it."""
 
