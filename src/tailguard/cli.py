@@ -32,6 +32,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cost": "cost",
     "models": "models",
     "data": "data",
+    "keys": "keys",
     "runs": "train",
 }
 
