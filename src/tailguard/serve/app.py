@@ -27,6 +27,7 @@ from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.usage import UsageMeter
+from tailguard.serve import openapi
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.deployment.queue import FairQueueConfig
@@ -123,6 +124,7 @@ class Gateway:
                 Route("/v1/usage", self._usage),
                 Route("/v1/deployments/{model}/restart", self._restart, methods=["POST"]),
                 Route("/metrics", self._metrics),
+                Route("/openapi.json", self._openapi),
             ],
             # Exception goes to Starlette's ServerErrorMiddleware, which answers with it and
             # then re-raises, so the server logs the bug as well.
@@ -313,6 +315,9 @@ class Gateway:
         self._principal(request)
         return _json({"name": "tailguard", "version": __version__,
                       "extensions": list(v2_routes.EXTENSIONS)})
+
+    async def _openapi(self, _request: Request) -> Response:
+        return _json(openapi.document(__version__))
 
     async def _live(self, _request: Request) -> Response:
         return _json({"live": True})
