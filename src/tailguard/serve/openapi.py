@@ -73,7 +73,7 @@ def document(version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the gateway's routes."""
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body in ROUTES:
-        params = [p for p in (_MODEL, _VERSION) if "{" + p["name"] + "}" in path]
+        params = [p for p in (_MODEL, _VERSION) if f"{{{p['name']}}}" in path]
         op: dict[str, Any] = {"summary": summary, "responses": {"200": _JSON, **_ERRORS}}
         if params:
             op["parameters"] = params
