@@ -58,3 +58,12 @@ def test_openapi_lists_every_route_the_app_serves() -> None:
     assert set(doc["paths"]) == served | hot
     infer = doc["paths"]["/v2/models/{model}/infer"]["post"]
     assert "application/octet-stream" in infer["requestBody"]["content"]
+
+
+def test_compressed_body_is_refused_by_name() -> None:
+    with TestClient(_gateway()) as client:
+        resp = client.post("/v2/models/echo/infer", content=b"\x1f\x8b\x08\x00",
+                           headers={"content-encoding": "gzip"})
+    assert resp.status_code == 400
+    assert "Content-Encoding 'gzip' is not supported" in resp.json()["error"]
+
