@@ -34,6 +34,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cost": "cost",
     "models": "models",
     "data": "data",
+    "keys": "keys",
     "runs": "train",
     "alerts": "alerts",
     "monitor": "monitor",

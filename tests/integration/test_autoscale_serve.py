@@ -45,7 +45,9 @@ CONFIG: dict[str, Any] = {
             "tick_s": 0.25,
             "window_s": 3.0,
             "recent_window_s": 1.0,
-            "options": {"scale_down_stabilization_s": 3.0},
+            # No step headroom: the test counts the replicas the load itself needs.
+            "options": {"scale_down_stabilization_s": 3.0, "spare_replicas": 0,
+                        "floor_replicas": 1},
         },
     }],
 }

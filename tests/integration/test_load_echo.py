@@ -295,7 +295,7 @@ def test_cli_exit_codes(echo_url: str) -> None:
     assert "http_404" in all_failed.stdout
     both = CliRunner().invoke(_cli(), ["load", echo_url, "-m", "echo", "-c", "1", "-r", "5"])
     assert both.exit_code == 2
-    assert "exactly one" in both.stderr
+    assert "--concurrency" in both.stderr and "--rate" in both.stderr
     no_meta = CliRunner().invoke(_cli(), ["load", echo_url, "-m", "nope", "-c", "1"])
     assert no_meta.exit_code == 2
     assert "no payload for model 'nope'" in no_meta.stderr

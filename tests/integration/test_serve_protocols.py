@@ -54,6 +54,47 @@ def test_triton_infer_minilm_bytes(triton) -> None:  # type: ignore[no-untyped-d
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
+def test_triton_default_binary_echo(triton) -> None:  # type: ignore[no-untyped-def]
+    """tritonclient's defaults: binary inputs and binary outputs (issue 19)."""
+    import tritonclient.http as httpclient
+
+    data = np.arange(24, dtype=np.float32).reshape(6, 4) / 3
+    inp = httpclient.InferInput("INPUT0", list(data.shape), "FP32")
+    inp.set_data_from_numpy(data)
+    result = triton.infer("echo", [inp], outputs=[httpclient.InferRequestedOutput("OUTPUT0")])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+    assert "data" not in result.get_output("OUTPUT0")  # it came back as binary
+    # No outputs named: tritonclient asks for every output as binary (binary_data_output).
+    np.testing.assert_array_equal(triton.infer("echo", [inp]).as_numpy("OUTPUT0"), data)
+
+
+def test_triton_default_binary_minilm_bytes(triton) -> None:  # type: ignore[no-untyped-def]
+    import tritonclient.http as httpclient
+
+    texts = np.array([b"The cat sits outside", "Un caf\u00e9 noir".encode()], dtype=object)
+    inp = httpclient.InferInput("text", [2], "BYTES")
+    inp.set_data_from_numpy(texts)
+    result = triton.infer("minilm", [inp],
+                          outputs=[httpclient.InferRequestedOutput("embedding"),
+                                   httpclient.InferRequestedOutput("tokens")])
+    emb = result.as_numpy("embedding")
+    assert emb.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert result.as_numpy("tokens").shape == (2,)
+
+
+def test_triton_config_index_and_unsupported(triton, builtin_server: ServerProcess  # type: ignore[no-untyped-def]
+                                             ) -> None:
+    config = triton.get_model_config("echo")
+    assert config["name"] == "echo" and config["input"][0]["data_type"] == "TYPE_FP32"
+    index = {m["name"]: m for m in triton.get_model_repository_index()}
+    assert set(index) == {"echo", "minilm"} and index["echo"]["state"] == "READY"
+    refused = builtin_server.get("/v2/models/echo/stats")
+    assert refused.status_code == 400
+    assert "statistics extension is not supported" in refused.json()["error"]
+    assert "binary_tensor_data" in triton.get_server_metadata()["extensions"]
+
+
 def test_openai_embeddings_similarity(builtin_server: ServerProcess) -> None:
     from openai import OpenAI
 

@@ -31,6 +31,11 @@ class FakeDeployment:
                  **autoscaling: Any) -> None:
         auto = {"min_replicas": 1, "max_replicas": 4, "tick_s": 1.0, "window_s": 10.0,
                 **autoscaling}
+        if auto.get("policy", "slo") == "slo":
+            # These tests step the controller's mechanics against exact replica counts: the
+            # slo policy's step headroom (tested in test_autoscale_slo.py) would shift them.
+            auto["options"] = {"spare_replicas": 0, "floor_replicas": 1,
+                               **auto.get("options", {})}
         self.spec = DeploymentSpec(name=name, model="tailguard.models.sleep:Sleep",
                                    max_batch_size=1, max_wait_ms=0, p99_ms=p99_ms,
                                    autoscaling=AutoscalingSpec(**auto))
@@ -347,7 +352,8 @@ def _real_deployment(**autoscaling: Any) -> Any:
 def test_real_deployment_cold_starts_from_zero_and_goes_back_to_zero_when_idle() -> None:
     async def scenario() -> None:
         dep, rows = _real_deployment(options={"scale_to_zero_grace_s": 1.0,
-                                              "scale_down_stabilization_s": 0.0})
+                                              "scale_down_stabilization_s": 0.0,
+                                              "spare_replicas": 0, "floor_replicas": 1})
         ctl = AutoscaleController([dep])
         await dep.start()
         assert dep.replica_counts()["desired"] == 0 and dep.on_cold is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,16 +12,22 @@ from hypothesis import strategies as st
 from tailguard.autoscale.policies import make_autoscaler
 from tailguard.autoscale.policies.slo import (
     SLO_STATE_VERSION,
-    SloConfig,
     SloState,
     decide,
     forecast_rate,
     recommend,
 )
+from tailguard.autoscale.policies.slo import SloConfig as _SloConfig
 from tailguard.autoscale.queueing import predict_latency_quantile
 from tailguard.autoscale.snapshot import MetricsSnapshot, ServiceProfile
 
 PROFILE = ServiceProfile(fixed_s=0.020, per_row_s=0.002, max_batch_size=16)
+
+
+def SloConfig(**fields: Any) -> _SloConfig:
+    """The policy's sizing core, without its spare replicas: these tests pin the fewest
+    replicas that meet the objective; test_autoscale_slo_steps.py tests the headroom."""
+    return _SloConfig(**{"spare_replicas": 0, "floor_replicas": 1, **fields})
 
 
 def _snap(

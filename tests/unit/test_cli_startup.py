@@ -14,6 +14,7 @@ import pkgutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,12 +83,35 @@ def test_status_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: 
 def test_load_run_does_not_import_heavy_libraries(refused_url: str, tmp_path: Path) -> None:
     # Nor the autoscaling controller (pydantic models, ~0.14 s): a load run needs only the
     # traces of tailguard.autoscale, whose package loads the rest on first use.
-    out = _run_fresh(["load", refused_url, "-m", "echo", "-c", "1", "-d", "0.2", "--json"],
-                     tmp_path, (*HEAVY, "tailguard.autoscale.controller"))
-    # Every request fails to connect: the run completes, reports the errors and exits 1.
+    with socket.socket() as sock:  # listens, never answers: every request times out
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        silent = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        out = _run_fresh(["load", silent, "-m", "echo", "-c", "1", "-d", "0.2",
+                          "--timeout", "0.2", "--json"],
+                         tmp_path, (*HEAVY, "tailguard.autoscale.controller"))
+    # The run completes, reports the errors and exits 1.
     assert out["exit_code"] == 1, out["output"]
-    assert '"connect"' in str(out["output"])
+    assert '"timeout"' in str(out["output"])
     assert out["loaded"] == []
+
+
+def test_load_against_a_server_that_is_down_fails_at_once(refused_url: str) -> None:
+    """Issue 19: it used to spend the whole --duration counting connect errors."""
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["load", refused_url, "-m", "echo", "-c", "1",
+                                      "-d", "30"])
+    assert result.exit_code == 2
+    assert "cannot connect to 127.0.0.1" in result.output and "is the server up" in result.output
+    assert time.monotonic() - started < 20  # far below the 30 s it was asked to run
+
+
+@pytest.mark.parametrize("args", [[], ["-c", "2", "--rate", "5"]])
+def test_load_rate_or_concurrency_names_the_flags(refused_url: str, args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["load", refused_url, "-m", "echo", *args])
+    assert result.exit_code == 2
+    assert "--rate" in result.output and "--concurrency" in result.output
+    assert "rate_rps" not in result.output
 
 
 def test_command_table_matches_what_each_module_registers() -> None:

@@ -110,3 +110,35 @@ def test_formats() -> None:
     assert "(idle)" in table and "WARNING: note" in table and "max(reserved 1000.0" in table
     with pytest.raises(ValueError, match="format"):
         format_report(report, "xml")
+
+
+def test_fetch_without_a_key_says_how_to_pass_one() -> None:
+    """Issue 19: it used to print "HTTP Error 401: Unauthorized" and nothing else."""
+    import http.server
+    import threading
+
+    from tailguard.ops.cost import fetch_json
+
+    class _NeedsKey(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "missing API key"}'
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NeedsKey)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ValueError, match=r"needs an admin API key \(missing API key\): "
+                                             r"pass one with --api-key KEY or the "
+                                             r"TAILGUARD_API_KEY"):
+            fetch_json(f"http://127.0.0.1:{server.server_port}", "/v1/usage", None)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -39,3 +39,31 @@ def test_a_bug_below_the_adapter_still_answers_500_json(monkeypatch: pytest.Monk
         assert embed.status_code == 400  # echo has no embedding output: a clean 4xx
         text = client.get("/metrics").text
         assert 'tailguard_requests_total{deployment="echo",protocol="v2",status="500"} 1.0' in text
+
+
+def test_openapi_lists_every_route_the_app_serves() -> None:
+    """Issue 19: clients and fuzzers need the routes; a new route must be documented."""
+    from starlette.routing import Route
+
+    from tailguard.serve.protocols import v2_routes
+
+    gateway = _gateway()
+    with TestClient(gateway) as client:
+        doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    unsupported = {path for path, _ in v2_routes.UNSUPPORTED}
+    served = {r.path for r in gateway._router.routes if isinstance(r, Route)} - unsupported
+    hot = {"/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer",
+           "/v1/embeddings"}  # raw ASGI, outside the router
+    assert set(doc["paths"]) == served | hot
+    infer = doc["paths"]["/v2/models/{model}/infer"]["post"]
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+
+
+def test_compressed_body_is_refused_by_name() -> None:
+    with TestClient(_gateway()) as client:
+        resp = client.post("/v2/models/echo/infer", content=b"\x1f\x8b\x08\x00",
+                           headers={"content-encoding": "gzip"})
+    assert resp.status_code == 400
+    assert "Content-Encoding 'gzip' is not supported" in resp.json()["error"]
+

@@ -225,3 +225,19 @@ def test_rolling_restart_restarts_every_replica_even_one_still_starting() -> Non
         assert all(s.restarts == 1 for s in dep.slots) and dep.ready_replicas == 2
         await dep.stop(1.0)
     asyncio.run(main())
+
+
+def test_request_larger_than_the_queue_is_413_naming_the_limit() -> None:
+    """Issue 19: it used to be a 503 "queue is full (0 rows waiting)", retried forever."""
+    from tailguard.serve.errors import PayloadTooLarge
+
+    async def main() -> None:
+        dep = _deployment(FakeBackend(), max_queue_rows=4, max_batch_size=4)
+        await dep.start()
+        await _until(lambda: dep.ready_replicas == 1)
+        with pytest.raises(PayloadTooLarge, match=r"5 rows exceeds .*max_queue_rows \(4\)"):
+            await dep.infer(_rows([1, 2, 3, 4, 5]), 5, ((1,),))
+        out = await dep.infer(_rows([1, 2, 3, 4]), 4, ((1,),))  # at the limit still fits
+        assert out["y"].shape[0] == 4
+        await dep.stop(1.0)
+    asyncio.run(main())

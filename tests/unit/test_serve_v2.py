@@ -57,7 +57,7 @@ def test_non_string_id_is_rejected() -> None:
 
 def test_encode_filters_requested_outputs() -> None:
     req = v2.decode_infer(_body(outputs=[{"name": "y"}]), SIG)
-    out = orjson.loads(v2.encode_infer("m", "1", req, {"y": np.array([7, 8])}, SIG))
+    out = orjson.loads(v2.encode_infer("m", "1", req, {"y": np.array([7, 8])}, SIG).body)
     assert out == {"model_name": "m", "model_version": "1", "id": "r", "outputs": [
         {"name": "y", "datatype": "INT64", "shape": [2], "data": [7, 8]}]}
 

@@ -101,6 +101,12 @@ def test_constant_load_within_one_replica_never_scales_beyond_need(policy: str) 
         # a few, and must settle there rather than creep up or flap.
         assert result.max_replicas <= 3
         assert result.scaling_events <= 4
+    elif policy == "slo":  # one replica's need, plus the headroom held for a step
+        from tailguard.autoscale.policies.slo import SloConfig
+
+        c = SloConfig()
+        assert result.max_replicas == max(1 + c.spare_replicas, c.floor_replicas)
+        assert result.scaling_events <= 1
     else:
         assert result.max_replicas == 1 and result.scaling_events == 0
 
@@ -112,7 +118,11 @@ def test_step_load_scales_up_then_back_down() -> None:
     target = result.timeline.target
     needed = min_replicas_for_latency(1500.0, PROFILE, 0.2)
     assert target[400:590].min() >= needed
-    assert target[-60:].max() <= 2  # 100 req/s: one replica (two at most while settling)
+    from tailguard.autoscale.policies.slo import SloConfig
+
+    # 100 req/s: one replica (two at most while settling), plus the step headroom
+    c = SloConfig()
+    assert target[-60:].max() <= max(2 + c.spare_replicas, c.floor_replicas)
     assert result.unserved == 0
 
 

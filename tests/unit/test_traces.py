@@ -112,6 +112,11 @@ def test_csv_azure_functions_format_sums_rows(tmp_path: Path) -> None:
         ("poisson:rate", "key=value"),
         ("gamma:rate=100", "missing parameter"),
         ("csv:", "needs a path"),
+        # Issue 19: unknown parameters used to be ignored (a default rate silently used).
+        ("spike:base=100,peak=800,foo=3", r"no parameter 'foo'.*base, peak, at, width"),
+        ("poisson:rat=200", r"no parameter 'rat'.*parameters are rate"),
+        ("gamma:rate=100,cv=2+diurnal:mean=5,amplitude=1",
+         r"'diurnal' has no parameter 'amplitude'.*mean, amp, period"),
     ],
 )
 def test_bad_trace_strings_say_what_is_wrong(text: str, message: str) -> None:

@@ -66,3 +66,35 @@ def test_keepalive_beats_while_the_loop_is_busy(tmp_path: Path) -> None:
     os.utime(path, (0, 0))
     hb.beat(force=True)
     assert path.stat().st_mtime > 0
+
+
+def test_resume_of_a_finished_run_says_it_is_finished(tmp_path: Path) -> None:
+    """Issue 19: it used to start workers that ran no step and wrote a NaN loss."""
+    import pytest
+
+    from tailguard.train.engine import LocalEngine
+    from tailguard.train.job import JobError, parse_job
+
+    job = parse_job({"name": "t", "model": {"builder": "mlp", "kwargs": {
+        "in_features": 4, "out_features": 2}}, "data": {"train": "d/train", "features": ["x*"],
+        "label": "y"}, "batch_size": 8, "max_steps": 10}, base_dir=tmp_path)
+    paths = run_paths("t-1", tmp_path)
+    paths.root.mkdir(parents=True)
+    paths.job.write_text(json.dumps({"name": "t"}))
+    w = MetricsWriter(paths.metrics)
+    w.write("start", attempt=0, world_size=1)
+    w.write("finished", step=10, metrics={})
+    with pytest.raises(JobError, match="run t-1 already finished; nothing to resume"):
+        LocalEngine(tmp_path).run(job, resume=True)
+
+
+def test_metrics_never_hold_nan(tmp_path: Path) -> None:
+    from tailguard.train.runs import write_json
+
+    w = MetricsWriter(tmp_path / "m.jsonl")
+    w.write("step", step=0, loss=float("nan"), nested={"x": [float("inf"), 1.0]})
+    text = (tmp_path / "m.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["loss"] is None and json.loads(text)["nested"]["x"] == [None, 1.0]
+    write_json(tmp_path / "s.json", {"loss": float("nan")})
+    assert json.loads((tmp_path / "s.json").read_text()) == {"loss": None}

@@ -280,6 +280,19 @@ _GENERATORS: dict[str, Callable[[TraceSpec, dict[str, str], float, np.random.Gen
 }
 
 
+# Each trace kind's parameters: a misspelt one (``rat=200``) is an error, never a default.
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "constant": ("rate",),
+    "poisson": ("rate",),
+    "gamma": ("rate", "cv"),
+    "mmpp": ("low", "high", "switch"),
+    "diurnal": ("mean", "amp", "period"),
+    "spike": ("base", "peak", "at", "width"),
+    "step": ("rates", "every"),
+    "csv": ("format", "spread", "scale"),
+}
+
+
 def parse_trace(text: str) -> list[TraceSpec]:
     """Parse a TRACE string (``+`` superposes traces) into specs; errors say what is wrong."""
     specs = []
@@ -301,7 +314,11 @@ def parse_trace(text: str) -> list[TraceSpec]:
             key, eq, value = item.partition("=")
             if not eq:
                 raise ValueError(f"trace parameter {item!r} in {text!r} is not key=value")
-            params.append((key.strip().lower(), value.strip()))
+            key = key.strip().lower()
+            if key not in PARAMETERS[kind]:
+                raise ValueError(f"trace {kind!r} has no parameter {key!r} (in {text!r}); its "
+                                 f"parameters are {', '.join(PARAMETERS[kind])}")
+            params.append((key, value.strip()))
         specs.append(TraceSpec(kind, tuple(params), path))
     return specs
 

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from tailguard.load import LoadProgress, LoadSpec, format_text, run_load_recording
-from tailguard.load.client import LoadTargetError
+from tailguard.load.client import LoadTargetError, check_reachable
 from tailguard.load.payloads import PayloadError, read_payloads_file
 from tailguard.load.tenants import TenantFileError, read_tenants
 from tailguard.sched import request_short_slice
@@ -90,6 +90,16 @@ def load(
     reports per tenant; --slo-ms adds goodput and SLO attainment; --report writes one
     self-contained HTML file with plots over time.
     """
+    if concurrency is None and rate is None and trace is None and arrival in (
+            "poisson", "constant"):
+        typer.echo("error: give --rate R (open loop, R requests/s) or --concurrency C "
+                   "(closed loop, C in flight), or a trace with --arrival/--trace", err=True)
+        raise typer.Exit(2)
+    if concurrency is not None and (rate is not None or trace is not None
+                                    or arrival not in ("poisson", "constant")):
+        typer.echo("error: --concurrency is the closed loop; --rate, --arrival and --trace "
+                   "the open loop: give one kind", err=True)
+        raise typer.Exit(2)
     try:
         bodies = read_payloads_file(payloads) if payloads is not None else ()
         spec = LoadSpec(
@@ -101,6 +111,12 @@ def load(
             scrape_metrics=report is not None,
         )
     except (ValueError, PayloadError, TenantFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    try:  # a server that is not up fails now, not after --duration of connect errors
+        check_reachable(url)
+    except LoadTargetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -29,16 +29,27 @@ def register_cmd(
 
 
 @models_app.command("list")
-def list_cmd() -> None:
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line"),
+) -> None:
     """List registered artifacts."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from tailguard.artifacts import Registry
 
-    table = Table("name", "version", "task", "entrypoint", "created_at")
-    for m in Registry().list():
-        table.add_row(m.name, m.version, m.task, m.entrypoint, m.created_at)
+    manifests = Registry().list()
+    if as_json:
+        for m in manifests:
+            typer.echo(json.dumps({"ref": m.ref, "name": m.name, "version": m.version,
+                                   "task": m.task, "entrypoint": m.entrypoint,
+                                   "created_at": m.created_at}))
+        return
+    # The ref is what a user pastes (serve configs, models show): never cut it.
+    table = Table(Column("ref", no_wrap=True), Column("task", overflow="fold"),
+                  Column("entrypoint", overflow="fold"), Column("created_at", overflow="fold"))
+    for m in manifests:
+        table.add_row(m.ref, m.task, m.entrypoint, m.created_at)
     Console().print(table)
 
 

@@ -15,7 +15,8 @@ def serve_cmd(
 ) -> None:
     """Serve the configured deployments over the V2 and OpenAI protocols."""
     from tailguard.serve.config import load_config
-    from tailguard.serve.server import serve
+    from tailguard.serve.loader import DeploymentLoadError, extend_import_path, import_roots
+    from tailguard.serve.server import PortInUse, serve
 
     try:
         cfg = load_config(config)
@@ -24,10 +25,11 @@ def serve_cmd(
         raise typer.Exit(2) from exc
     from tailguard.raylink import RayUnavailable
 
+    extend_import_path(import_roots(config))
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     try:
         serve(cfg.model_copy(update=updates) if updates else cfg, config, updates)
-    except RayUnavailable as exc:
+    except (RayUnavailable, DeploymentLoadError, PortInUse) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

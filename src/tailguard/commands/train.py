@@ -53,20 +53,32 @@ def train_cmd(
 
 
 @runs_app.command("list")
-def list_cmd() -> None:
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line"),
+) -> None:
     """List training runs, newest first."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from tailguard.train import read_events, summarize
     from tailguard.train.runs import runs_root
 
     root = runs_root()
-    table = Table("run", "status", "step", "metric", "restarts", "artifact")
     entries = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
                      reverse=True) if root.is_dir() else []
-    for entry in entries:
-        s = summarize(entry.name, read_events(entry / "metrics.jsonl"))
+    summaries = [summarize(e.name, read_events(e / "metrics.jsonl")) for e in entries]
+    if as_json:
+        for s in summaries:
+            typer.echo(json.dumps({"run_id": s.run_id, "status": s.status,
+                                   "last_step": s.last_step, "restarts": s.restarts,
+                                   "eval_metrics": s.eval_metrics,
+                                   "artifact": s.artifact_ref}))
+        return
+    # The run id is what a user pastes (runs show, --run-id): never cut it.
+    table = Table(Column("run", no_wrap=True), "status", "step",
+                  Column("metric", overflow="fold"), "restarts",
+                  Column("artifact", overflow="fold"))
+    for s in summaries:
         metric = ", ".join(f"{k} {v:.4g}" for k, v in s.eval_metrics.items() if k != "rows")
         table.add_row(s.run_id, s.status, str(s.last_step), metric, str(s.restarts),
                       s.artifact_ref or "")

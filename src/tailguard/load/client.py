@@ -77,6 +77,17 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Open (and close) one TCP connection to ``url``'s host, or raise naming it."""
+    target = Target.parse(url)
+    try:
+        socket.create_connection((target.host, target.port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise LoadTargetError(
+            f"cannot connect to {target.host_header} ({exc.strerror or exc}): is the server "
+            "up? (start one with `tailguard serve`, or pass its URL)") from None
+
+
 class ConnectionOwner(Protocol):
     """What a :class:`Connection` reports to: the engine that drives it."""
 
@@ -206,18 +217,28 @@ async def fetch(
 
     Raises ``OSError`` or ``TimeoutError`` when the target cannot answer.
     """
+    close = ("Connection", "close")
+    request = build_request(target, "GET", path, headers=(*headers, close))
+    return await exchange(target, request, timeout_s, target.url(path))
 
-    async def _get() -> tuple[int, bytes]:
+
+async def exchange(target: Target, request: bytes, timeout_s: float,
+                   what: str = "the target") -> tuple[int, bytes]:
+    """Send the raw ``request`` on a fresh connection: ``(status, body)`` of its answer.
+
+    Raises ``OSError`` or ``TimeoutError`` when the target cannot answer.
+    """
+
+    async def _go() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(target.host, target.port)
         try:
-            close = ("Connection", "close")
-            writer.write(build_request(target, "GET", path, headers=(*headers, close)))
+            writer.write(request)
             collector = _Collector()
             parser = httptools.HttpResponseParser(collector)
             while not collector.complete:
                 chunk = await reader.read(65536)
                 if not chunk:
-                    raise ConnectionError(f"{target.url(path)} closed before a full answer")
+                    raise ConnectionError(f"{what} closed before a full answer")
                 parser.feed_data(chunk)
             return parser.get_status_code(), b"".join(collector.body)
         finally:
@@ -225,4 +246,4 @@ async def fetch(
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    return await asyncio.wait_for(_get(), timeout_s)
+    return await asyncio.wait_for(_go(), timeout_s)

@@ -110,6 +110,10 @@ class _Engine:
         tenant = self._tenant[np.arange(n) & (_BLOCK - 1)] if cyclic else self._tenant
         return {"tenant": tenant, "tenant_names": mix.names}
 
+    def request_bytes(self, i: int) -> bytes:
+        """The bytes request ``i`` was sent as (the closed loop's plan repeats)."""
+        return self._reqs[i % len(self._reqs)]
+
     def _finish_error(self, i: int, code: int, now: float) -> None:
         self._done[i] = now
         self._code[i] = code

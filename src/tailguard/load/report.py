@@ -99,6 +99,8 @@ class Recording:
     tenant_names: tuple[str, ...] = ()
     server: ServerSeries | None = None
     started_s: float | None = None
+    # HTTP error status -> what the server said (see tailguard.load.samples)
+    error_samples: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class LoadResult:
     status_latency_ms: StatusLatency = field(default_factory=dict)
     tenants: dict[str, GroupStats] = field(default_factory=dict)
     server_metrics: str | None = None
+    error_samples: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -234,6 +237,7 @@ def summarize(rec: Recording, slo_ms: float | None = None) -> LoadResult:
         status_latency_ms=g.status_latency_ms,
         tenants=tenants,
         server_metrics=None if rec.server is None else rec.server.describe(),
+        error_samples={error_name(code): text for code, text in sorted(rec.error_samples.items())},
     )
 
 
@@ -271,6 +275,9 @@ def format_text(result: LoadResult) -> str:
     for status, s in sorted(result.status_latency_ms.items()):
         lines.append(f"  http {status}: {s['count']} answers, latency ms p50 "
                      f"{_fmt(s['p50'])}  p99 {_fmt(s['p99'])}")
+        sample = result.error_samples.get(f"http_{status}")
+        if sample is not None:
+            lines.append(f"    the server said: {sample}")
     if result.tenants:
         lines.append(_tenant_table(result))
     if result.server_metrics is not None:

@@ -23,6 +23,7 @@ from tailguard.load.engines import ClosedLoop, OpenLoop
 from tailguard.load.metrics import MetricsScraper
 from tailguard.load.payloads import resolve_bodies, route
 from tailguard.load.report import LoadResult, Recording, summarize
+from tailguard.load.samples import error_samples
 from tailguard.load.spec import LoadSpec, ProgressCallback
 
 _gc_lock = threading.Lock()
@@ -82,6 +83,10 @@ async def record_load(spec: LoadSpec, progress: ProgressCallback | None = None) 
             recording = await engine.run()
         finally:
             server = await scraper.stop() if scraper is not None else None
+        # After the measured run: what the server said for each kind of error.
+        samples = await error_samples(recording.code, engine.request_bytes, target,
+                                      min(spec.timeout_s, 5.0))
+    recording = replace(recording, error_samples=samples)
     return recording if server is None else replace(recording, server=server)
 
 

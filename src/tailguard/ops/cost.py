@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import re
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -172,8 +173,19 @@ def fetch_json(url: str, path: str, api_key: str | None, timeout_s: float = 10.0
     req = urllib.request.Request(url.rstrip("/") + path)
     if api_key:
         req.add_header("Authorization", f"Bearer {api_key}")
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        return json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):
+            raise
+        try:
+            said = json.loads(exc.read()).get("error", "")
+        except (ValueError, AttributeError):
+            said = ""
+        what = "needs an admin API key" if exc.code == 401 else "refused this key (not admin)"
+        raise ValueError(f"{url}{path} {what}{f' ({said})' if said else ''}: pass one with "
+                         "--api-key KEY or the TAILGUARD_API_KEY environment variable") from None
 
 
 def usage_since(rows: Sequence[UsageRow], server_since: float, start: float, now: float,

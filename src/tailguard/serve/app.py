@@ -31,16 +31,17 @@ from tailguard.observe import dashboard
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.trace_spec import build_tracing
 from tailguard.observe.usage import UsageMeter
+from tailguard.serve import openapi
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.deployment.queue import FairQueueConfig
 from tailguard.serve.errors import BadRequest, Forbidden, ModelFailed, NotFound, ServeError
 from tailguard.serve.gate.gate import TenantGate
 from tailguard.serve.gate.identity import Principal
-from tailguard.serve.http import read_body, respond
+from tailguard.serve.http import read_body, refuse_encoded, respond
 from tailguard.serve.live_apply import ConfigApplier, ConfigInvalid, parse_config, sighup_handler
 from tailguard.serve.loader import ModelSignature, instantiate, signature
-from tailguard.serve.protocols import openai, v2
+from tailguard.serve.protocols import openai, v2, v2_binary, v2_routes
 from tailguard.serve.reconcile import RestartRequired
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
@@ -140,6 +141,11 @@ class Gateway:
                 Route("/v2/models/{model}/versions/{version}", self._model_metadata),
                 Route("/v2/models/{model}/ready", self._model_ready),
                 Route("/v2/models/{model}/versions/{version}/ready", self._model_ready),
+                Route("/v2/models/{model}/config", self._model_config),
+                Route("/v2/models/{model}/versions/{version}/config", self._model_config),
+                Route("/v2/repository/index", self._repository_index, methods=["POST"]),
+                *(Route(path, self._unsupported(extension), methods=["GET", "POST"])
+                  for path, extension in v2_routes.UNSUPPORTED),
                 Route("/v1/models", self._openai_models),
                 Route("/v1/deployments", self._deployments),
                 Route("/v1/usage", self._usage),
@@ -150,6 +156,7 @@ class Gateway:
                 Route("/dashboard", self._dashboard_page),
                 Route("/dashboard/static/{name}", self._dashboard_asset),
                 Route("/v1/dashboard/data", self._dashboard_data),
+                Route("/openapi.json", self._openapi),
             ],
             # Exception goes to Starlette's ServerErrorMiddleware, which answers with it and
             # then re-raises, so the server logs the bug as well.
@@ -292,18 +299,20 @@ class Gateway:
                 raise NotFound(f"no route {path}")
             principal = self.gate.authenticate(scope["headers"])
             deployment = self._deployment(name, version, principal, infer=True)
+            header_length = v2_binary.header_length(scope["headers"])
+            refuse_encoded(scope["headers"])
             decoded: list[v2.InferRequest] = []
 
             async def read() -> tuple[Tensors, int, Hashable]:
                 body = await read_body(scope, receive, self.config.max_request_bytes)
-                decoded.append(v2.decode_infer(body, deployment.signature))
+                decoded.append(v2.decode_infer(body, deployment.signature, header_length))
                 return decoded[0].tensors, decoded[0].rows, decoded[0].key
 
             # Admitted as one row before its body is read: a request refused under overload
             # costs no reading or decoding. A bigger one is judged again once decoded.
             outputs = await self._run(principal, deployment, read, 1, started, span=span)
-            payload = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
-                                      deployment.signature)
+            answer = v2.encode_infer(name, deployment.spec.version, decoded[0], outputs,
+                                     deployment.signature)
         except Exception as exc:  # every request ends with a typed JSON answer
             exc = _as_serve_error(exc, path)
             self._count(label, "v2", exc.status, started)
@@ -315,7 +324,12 @@ class Gateway:
         self._count(label, "v2", 200, started)
         if span is not None:
             self._end_span(span, label, 200, None)
-        await respond(send, 200, payload)
+        if answer.header_length is None:
+            await respond(send, 200, answer.body)
+        else:
+            await respond(send, 200, answer.body,
+                          [(v2_binary.HEADER_LENGTH, str(answer.header_length).encode())],
+                          content_type=b"application/octet-stream")
 
     async def _run(self, principal: Principal, deployment: Deployment,
                    read: Callable[[], Awaitable[tuple[Tensors, int, Hashable]]],
@@ -405,7 +419,11 @@ class Gateway:
 
     async def _server_metadata(self, request: Request) -> Response:
         self._principal(request)
-        return _json({"name": "tailguard", "version": __version__, "extensions": []})
+        return _json({"name": "tailguard", "version": __version__,
+                      "extensions": list(v2_routes.EXTENSIONS)})
+
+    async def _openapi(self, _request: Request) -> Response:
+        return _json(openapi.document(__version__))
 
     async def _live(self, _request: Request) -> Response:
         return _json({"live": True})
@@ -427,6 +445,23 @@ class Gateway:
     async def _model_metadata(self, request: Request) -> Response:
         found = self._lookup(request)
         return _json(v2.model_metadata(found.name, found.spec.version, found.signature))
+
+    async def _model_config(self, request: Request) -> Response:
+        found = self._lookup(request)
+        return _json(v2_routes.model_config(found.name, found.spec.max_batch_size,
+                                            found.signature))
+
+    async def _repository_index(self, request: Request) -> Response:
+        principal = self._principal(request)
+        return _json(v2_routes.repository_index(
+            [(n, self.deployments[n].spec.version, self.deployments[n].is_ready)
+             for n in self._visible(principal)]))
+
+    def _unsupported(self, extension: str) -> Callable[[Request], Awaitable[Response]]:
+        async def refuse(request: Request) -> Response:
+            self._principal(request)
+            raise BadRequest(v2_routes.unsupported(extension, request.url.path))
+        return refuse
 
     async def _model_ready(self, request: Request) -> Response:
         found = self._lookup(request)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tailguard.autoscale.spec import AutoscalingSpec
 from tailguard.names import NAME_RE
@@ -234,4 +234,7 @@ def load_config(path: Path | None) -> ServeConfig:
         raise ValueError(f"cannot read serve config {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"serve config {path}: expected a mapping at the top level")
-    return ServeConfig.model_validate(data)
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:  # name the file: a user may have several configs
+        raise ValueError(f"serve config {path}: {exc}") from None

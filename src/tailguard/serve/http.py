@@ -42,9 +42,19 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def respond(send: Send, status: int, body: bytes,
-                  extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers: list[Any] = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+                  extra_headers: list[tuple[bytes, bytes]] | None = None,
+                  content_type: bytes = JSON) -> None:
+    headers: list[Any] = [(b"content-type", content_type),
+                          (b"content-length", str(len(body)).encode())]
     if extra_headers:
         headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def refuse_encoded(headers: list[tuple[bytes, bytes]]) -> None:
+    """A compressed body would otherwise fail later as a misleading parse error."""
+    for name, value in headers:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise BadRequest(f"Content-Encoding {value.decode(errors='replace')!r} is not "
+                             "supported; send the body uncompressed")

@@ -26,7 +26,7 @@ from tailguard.artifacts import ArtifactError, Registry, tailguard_home
 from tailguard.observe.trace_spec import build_tracing
 from tailguard.train.checkpoint import CheckpointStore
 from tailguard.train.job import JobError, TrainJob
-from tailguard.train.metrics import MetricsWriter, read_events
+from tailguard.train.metrics import MetricsWriter, read_events, summarize
 from tailguard.train.preflight import check_job_data
 from tailguard.train.runs import RunPaths, latest_run, new_run_id, read_json, run_paths, write_json
 from tailguard.train.supervision import (
@@ -102,6 +102,10 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _finished(paths: RunPaths) -> bool:
+    return summarize(paths.run_id, read_events(paths.metrics)).status == "succeeded"
+
+
 class LocalEngine:
     """Supervised worker processes on this machine (gloo on CPU, NCCL on CUDA).
 
@@ -124,6 +128,14 @@ class LocalEngine:
 
     # -- run selection -------------------------------------------------------------------
     def _paths(self, job: TrainJob, resume: bool, run_id: str | None) -> RunPaths:
+        paths = self._select(job, resume, run_id)
+        if resume and _finished(paths):
+            raise JobError(f"run {paths.run_id} already finished; nothing to resume (its "
+                           f"result: tailguard runs show {paths.run_id}); train again "
+                           "without --resume for a new run")
+        return paths
+
+    def _select(self, job: TrainJob, resume: bool, run_id: str | None) -> RunPaths:
         if run_id is not None:
             paths = run_paths(run_id, self.home)
             if resume and not paths.job.is_file():
@@ -204,8 +216,8 @@ class LocalEngine:
     # -- the supervision loop ------------------------------------------------------------
     def run(self, job: TrainJob, *, resume: bool = False, run_id: str | None = None
             ) -> TrainResult:
+        paths = self._paths(job, resume, run_id)  # first: a finished run needs no data
         self._preflight(job)
-        paths = self._paths(job, resume, run_id)
         paths.root.mkdir(parents=True, exist_ok=True)
         if paths.job.is_file() and read_json(paths.job).get("name") != job.name:
             raise JobError(f"run {paths.run_id} belongs to another job")

@@ -18,6 +18,7 @@ append mode, which local filesystems keep whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -25,6 +26,18 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+
+def finite(data: Any) -> Any:
+    """``data`` with every NaN or infinity made ``null``: JSON has no NaN, and a file holding
+    one breaks strict readers (browsers, jq, most other languages)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
 
 
 class MetricsWriter:
@@ -40,7 +53,7 @@ class MetricsWriter:
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "t": time.time(), **fields}
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        line = (json.dumps(finite(record), sort_keys=True, allow_nan=False) + "\n").encode()
         written = os.write(self._fd, line)
         while written < len(line):  # a short write (a signal, a full disk): finish the line
             written += os.write(self._fd, line[written:])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tailguard.artifacts import tailguard_home
+from tailguard.train.metrics import finite
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def latest_run(job_name: str, home: Path | None = None) -> RunPaths | None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(finite(data), indent=1, sort_keys=True, allow_nan=False))
     tmp.replace(path)
 
 

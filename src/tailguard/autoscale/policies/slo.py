@@ -25,7 +25,15 @@ Each decision:
    the count is capped at ``max_correction`` times the uncorrected one);
 5. a second lower bound keeps each replica busy at most ``utilization_ceiling`` of the time
    at its largest batch (GPU-style headroom) even when the latency objective is loose;
-6. **scale up at once; scale down** to the highest recommendation of a stabilisation
+6. **hold headroom for a step nothing foretold**: a rate step shows in the recent rate at
+   once, but the replicas it triggers serve only ``cold_start_s`` later, and until then the
+   fleet already serving takes the whole step (the README's 8x spike on one replica queued
+   for seconds, whatever the policy then did). So the count is the model's plus
+   ``spare_replicas``, and never below ``floor_replicas`` while there is demand: one
+   replica's worth of spare capacity for a ramp, and at low load (where a step is the
+   largest multiple of the rate) a fleet that absorbs several times the rate; scale to zero
+   is unaffected. ``benchmarks/autoscale_sim.py`` measures what this costs;
+7. **scale up at once; scale down** to the highest recommendation of a stabilisation
    window: ``smooth_scale_down_stabilization_s`` once the rate has followed its trend within
    ``smooth_dispersion_max`` times Poisson noise for a whole ``scale_down_stabilization_s``
    (a slow, predictable ramp), otherwise ``scale_down_stabilization_s`` (bursty traffic, a
@@ -85,6 +93,8 @@ class SloConfig:
     trend_window_s: float = 60.0
     smooth_scale_down_stabilization_s: float = 20.0
     smooth_dispersion_max: float = 4.0
+    spare_replicas: int = 1
+    floor_replicas: int = 3
 
     def __post_init__(self) -> None:
         if self.slo_p99_s <= 0:
@@ -105,6 +115,8 @@ class SloConfig:
             raise ValueError("smooth_scale_down_stabilization_s and cold_start_s must be >= 0")
         if self.trend_window_s <= 0 or self.smooth_dispersion_max <= 0:
             raise ValueError("trend_window_s and smooth_dispersion_max must be > 0")
+        if self.spare_replicas < 0 or self.floor_replicas < 1:
+            raise ValueError("spare_replicas must be >= 0 and floor_replicas >= 1")
 
 
 @dataclass(frozen=True)
@@ -247,7 +259,10 @@ def _replicas_for(rate: float, snapshot: MetricsSnapshot, config: SloConfig) -> 
     if correction > 1.0:
         by_latency = min(for_target(target / correction), math.ceil(base * correction))
     by_utilization = min_replicas_for_utilization(rate, profile, config.utilization_ceiling)
-    return max(by_latency, by_utilization, 1)
+    # Headroom for a step nothing foretold: the replicas it triggers take cold_start_s, and
+    # until then the fleet serving must absorb it (see the module docstring, step 6).
+    return max(max(by_latency, by_utilization, 1) + config.spare_replicas,
+               config.floor_replicas)
 
 
 def recommend(

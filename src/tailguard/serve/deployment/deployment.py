@@ -26,7 +26,7 @@ from tailguard.serve.deployment.queue import FairQueue, FairQueueConfig
 from tailguard.serve.deployment.slots import Pending, Slot, SlotState
 from tailguard.serve.deployment.supervisor import RESTART_BACKOFF_MAX_S, Supervisor
 from tailguard.serve.deployment.view import LoadView
-from tailguard.serve.errors import Unavailable
+from tailguard.serve.errors import PayloadTooLarge, Unavailable
 from tailguard.serve.gate.finish import finish_bound
 from tailguard.serve.gate.identity import OPEN_CALLER, Caller
 from tailguard.serve.loader import ModelSignature
@@ -295,6 +295,10 @@ class Deployment:
         if supervisor.setup_error is not None and supervisor.ready == 0:
             raise Unavailable(f"deployment {self.name} has no replica: {supervisor.setup_error}",
                               retry_after_s=RESTART_BACKOFF_MAX_S)
+        if rows > self.spec.max_queue_rows:  # could never fit, however empty the queue
+            raise PayloadTooLarge(
+                f"request of {rows} rows exceeds deployment {self.name}'s max_queue_rows "
+                f"({self.spec.max_queue_rows}); split it or raise max_queue_rows")
         if self._queue.rows + rows > self.spec.max_queue_rows:
             raise Unavailable(
                 f"deployment {self.name}: queue is full ({self._queue.rows} rows waiting)",
