@@ -6,6 +6,7 @@ V2 ``BYTES`` tensors are numpy object arrays holding ``bytes``.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,3 +87,17 @@ class TensorSpec:
             if want != -1 and want != got:
                 return False
         return True
+
+
+_LENGTH = struct.Struct("<I")
+
+
+def encode_bytes_tensor(array: np.ndarray) -> bytes:
+    """A BYTES tensor in the KServe/Triton binary form, also the replica frames' form: each
+    element as a 4-byte little-endian length, then its bytes (a ``str`` as UTF-8)."""
+    parts: list[bytes] = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)

@@ -79,8 +79,13 @@ class UsageMeter:
             account = self._accounts[tenant, deployment] = _Account(self, tenant, deployment)
         return account
 
-    def request(self, tenant: str, deployment: str, status: int, rows: int) -> None:
+    def request(self, tenant: str, deployment: str, status: int, rows: int,
+                latency_s: float | None = None) -> None:
+        """One admitted request ended with ``status``; with ``latency_s``, also one of the
+        tenant's latency histogram (one account lookup for both)."""
         account = self._account(tenant, deployment)
+        if latency_s is not None:
+            self._observe(account, tenant, deployment, status, latency_s)
         usage = account.usage
         usage.requests += 1
         if status == 200:
@@ -98,7 +103,10 @@ class UsageMeter:
     def finished(self, tenant: str, deployment: str, status: int, latency_s: float) -> None:
         """One request of ``tenant`` ended with ``status`` after ``latency_s`` (admitted or
         not: a refusal is a request of the tenant's shed and latency SLIs too)."""
-        account = self._account(tenant, deployment)
+        self._observe(self._account(tenant, deployment), tenant, deployment, status, latency_s)
+
+    def _observe(self, account: _Account, tenant: str, deployment: str, status: int,
+                 latency_s: float) -> None:
         child = account.latency.get(status)
         if child is None:
             child = account.latency[status] = self._latency.labels(

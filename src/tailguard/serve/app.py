@@ -366,9 +366,8 @@ class Gateway:
             raise
         finally:
             self.gate.release(caller)
-            self.usage.request(caller.tenant, deployment.name, status, rows)
-            self.usage.finished(caller.tenant, deployment.name, status,
-                                time.perf_counter() - started)
+            self.usage.request(caller.tenant, deployment.name, status, rows,
+                               time.perf_counter() - started)
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

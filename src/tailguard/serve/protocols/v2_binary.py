@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tailguard.serve.errors import BadRequest
-from tailguard.tensors import V2_TO_NUMPY, TensorSpec
+from tailguard.tensors import V2_TO_NUMPY, TensorSpec, encode_bytes_tensor
 
 HEADER_LENGTH = b"inference-header-content-length"
 EXTENSION = "binary_tensor_data"
@@ -122,11 +122,6 @@ def _bytes_elements(name: str, raw: memoryview, count: int) -> np.ndarray:
 def to_bytes(datatype: str, array: np.ndarray) -> bytes | memoryview:
     """A response tensor's binary form (a view of the array for numeric types)."""
     if datatype == "BYTES":
-        parts: list[bytes] = []
-        for item in array.reshape(-1):
-            data = item if isinstance(item, bytes) else str(item).encode()
-            parts.append(_U32.pack(len(data)))
-            parts.append(data)
-        return b"".join(parts)
+        return encode_bytes_tensor(array)
     array = np.ascontiguousarray(array, dtype=V2_TO_NUMPY[datatype].newbyteorder("<"))
     return array.data.cast("B") if array.size else b""

@@ -23,7 +23,7 @@ from tailguard.serve.replicas.messages import (
     SetupFailed,
     Stop,
 )
-from tailguard.tensors import V2_TO_NUMPY, Tensors, v2_datatype
+from tailguard.tensors import V2_TO_NUMPY, Tensors, encode_bytes_tensor, v2_datatype
 
 _U32 = struct.Struct("<I")
 _HEAD = struct.Struct("<II")
@@ -32,15 +32,6 @@ MAX_FRAME_BYTES = 1 << 31
 
 class CodecError(Exception):
     """A frame could not be decoded (corrupt stream or protocol mismatch)."""
-
-
-def _encode_bytes_tensor(array: np.ndarray) -> bytes:
-    parts: list[bytes] = []
-    for item in array.reshape(-1):
-        data = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(_U32.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def _decode_bytes_tensor(buf: memoryview, shape: list[int]) -> np.ndarray:
@@ -62,7 +53,7 @@ def _encode_tensors(tensors: Tensors) -> tuple[list[list[Any]], list[bytes | mem
         array = np.asarray(array)
         datatype = v2_datatype(array)
         if datatype == "BYTES":
-            data: bytes | memoryview = _encode_bytes_tensor(array)
+            data: bytes | memoryview = encode_bytes_tensor(array)
         else:
             array = np.ascontiguousarray(array)
             data = array.data.cast("B") if array.size else b""
