@@ -203,7 +203,7 @@ class LocalEngine:
                                   job.heartbeat_timeout_s, job.startup_timeout_s)
         latest = store.latest()
         state = SupervisorState.initial(config, latest.step if latest else None)
-        self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.value}"
+        self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.describe()}"
                   + (f", resuming from step {latest.step}" if latest else ""))
         # attempts of earlier invocations (a --resume) keep their logs; number on after them
         attempts_dir = paths.root / "attempts"
