@@ -134,6 +134,13 @@ class LocalEngine:
         except ValueError as exc:
             raise JobError(str(exc)) from exc
         check_job_data(job)  # schema, types, rows: from index.json, before any worker
+        if job.parallel.model_parallel > 1:
+            from tailguard.train.model_plans import check_splittable
+
+            try:
+                check_splittable(job.model.builder, dict(job.model.kwargs), job.parallel)
+            except ValueError as exc:
+                raise JobError(f"parallel: {exc}") from exc
 
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,

@@ -19,11 +19,13 @@ loads at any other, and the exported artifact is the plain module.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.distributed.tensor import Replicate
 from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel
 
-from tailguard.train.builtin_models import TextClassifier, TransformerClassifier
+from tailguard.train.builtin_models import TextClassifier, TransformerClassifier, build_module
+from tailguard.train.layout import ParallelSpec
 
 Plan = dict[str, ParallelStyle]
 
@@ -94,6 +96,9 @@ def tp_plan(model: nn.Module, tp: int) -> Plan:
                     "built-ins mlp, transformer_classifier and minilm_classifier")
 
 
+_NO_TEXT_PIPELINE = ("minilm_classifier cannot be pipelined (its forward tokenises strings; "
+                     "stages exchange tensors): use tp and/or dp with fsdp")
+
 # A pipeline "slot": a parent module and the child name holding one layer (or layer group).
 Slot = tuple[nn.Module, str]
 
@@ -113,8 +118,7 @@ def _pipeline_slots(model: nn.Module) -> list[list[Slot]]:
         blocks = [[(model.blocks, str(i))] for i in range(len(model.blocks))]
         return [[(model, "embed")], *blocks, [(model, "head")]]
     if isinstance(model, TextClassifier):
-        raise PlanError("minilm_classifier cannot be pipelined (its forward tokenises strings; "
-                        "stages exchange tensors): use tp and/or dp with fsdp")
+        raise PlanError(_NO_TEXT_PIPELINE)
     if isinstance(model, nn.Sequential):
         return _mlp_slots(model)
     raise PlanError(f"no pipeline split for {type(model).__name__}: pp > 1 supports the "
@@ -150,3 +154,18 @@ def split_stage(model: nn.Module, stage: int, stages: int) -> nn.Module:
 
 def num_layers(model: nn.Module) -> int:
     return len(_pipeline_slots(model))
+
+
+def check_splittable(builder: str, kwargs: dict[str, object], spec: ParallelSpec) -> None:
+    """Raise :class:`PlanError` (before any worker starts) when the model cannot be split as
+    ``spec`` asks. Builds the module on the meta device: shapes only, no memory, no init."""
+    if builder == "minilm_classifier":
+        if spec.pp > 1:
+            raise PlanError(_NO_TEXT_PIPELINE)
+        return  # loading the encoder here would cost seconds; the workers check tp
+    with torch.device("meta"):
+        model = build_module(builder, kwargs)
+    if spec.pp > 1:
+        stage_bounds(len(_pipeline_slots(model)), spec.pp)
+    if spec.tp > 1:
+        tp_plan(model, spec.tp)
