@@ -20,12 +20,12 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from tailguard.artifacts import Registry
+from tailguard.data import ingest
 from tailguard.models import load_model_class
 from tailguard.tensors import TensorSpec
 from tailguard.train import LocalEngine, TrainResult, parse_job, read_events
 from tailguard.train.metrics import last_per_step
 from tailguard.train.trainer import FAULT_ENV
-from tailguard.data import ingest
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -24,7 +24,12 @@ from torch import nn
 from torch.distributed.tensor import Replicate
 from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel
 
-from tailguard.train.builtin_models import TextClassifier, TransformerClassifier, build_module
+from tailguard.train.builtin_models import (
+    Block,
+    TextClassifier,
+    TransformerClassifier,
+    build_module,
+)
 from tailguard.train.layout import ParallelSpec
 
 Plan = dict[str, ParallelStyle]
@@ -56,7 +61,7 @@ def _mlp_plan(model: nn.Sequential, tp: int) -> Plan:
 def _transformer_plan(model: TransformerClassifier, tp: int) -> Plan:
     plan: Plan = {}
     for i, block in enumerate(model.blocks):
-        if not hasattr(block, "attn"):
+        if not isinstance(block, Block):
             continue  # another pipeline stage's block (an identity here)
         heads = block.attn.q.out_features // block.attn.head_dim
         _check_divides("the number of attention heads", heads, tp)
@@ -115,7 +120,7 @@ def _mlp_slots(model: nn.Sequential) -> list[list[Slot]]:
 
 def _pipeline_slots(model: nn.Module) -> list[list[Slot]]:
     if isinstance(model, TransformerClassifier):
-        blocks = [[(model.blocks, str(i))] for i in range(len(model.blocks))]
+        blocks: list[list[Slot]] = [[(model.blocks, str(i))] for i in range(len(model.blocks))]
         return [[(model, "embed")], *blocks, [(model, "head")]]
     if isinstance(model, TextClassifier):
         raise PlanError(_NO_TEXT_PIPELINE)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
 from tailguard.train.batching import Batch
 from tailguard.train.job import LossName
@@ -67,6 +66,9 @@ class PipelineRunner:
                  device: torch.device, group: dist.ProcessGroup, schedule: str,
                  microbatches: int, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
                  ) -> None:
+        # imported here: it pulls in torch._dynamo (~1.5 s a worker) that pp=1 never needs
+        from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
         self.stage = PipelineStage(stage_module, stage, stages, device, group=group)
         kind = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
         self.schedule = kind(self.stage, microbatches, loss_fn=loss_fn, scale_grads=False)

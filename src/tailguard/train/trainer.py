@@ -376,10 +376,10 @@ class Trainer:
         parameters are gathered; under a pipeline each stage's first replica sends its
         stage's tensors to rank 0."""
         if self.layout.pp == 1:  # every rank gathers, rank 0 keeps
-            return get_model_state_dict(
-                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        stage: dict[str, torch.Tensor] = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True))
+            return dict(get_model_state_dict(  # type: ignore[arg-type]
+                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)))
+        stage: dict[str, Any] = dict(get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True)))
         coords = self.par.coords
         sent = ({k: v.detach().cpu() for k, v in stage.items()}
                 if coords.dp == 0 and coords.tp == 0 else {})
