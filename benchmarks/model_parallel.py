@@ -16,6 +16,8 @@ communication (gloo over loopback), not a GPU figure. Layouts needing more ranks
 oversubscribe them; their step times then measure contention and are reported but flagged.
 
     .venv/bin/python benchmarks/model_parallel.py [--steps 30] [--dim 128] [--layers 4]
+    .venv/bin/python benchmarks/model_parallel.py --device cuda --dim 1024 --layers 8
+        # NCCL, one GPU per rank: the layouts this machine's GPUs allow (tp=2 needs two)
 
 The last line is one JSON object: ``layouts`` (name -> ranks, max_rank_bytes, memory_ratio,
 step_s, step_ratio, oversubscribed) and ``baseline`` (dp=1's figures).
@@ -78,7 +80,7 @@ def run_layout(home: Path, data: Path, layout: dict[str, Any], args: argparse.Na
         "batch_size": args.global_batch // dp, "max_steps": args.steps,
         "checkpoint_every_steps": args.steps, "threads_per_worker": args.threads,
         "max_restarts": 0, "register_artifact": False, "heartbeat_timeout_s": 120,
-        **layout,
+        "device": args.device, **layout,
     })
     result = LocalEngine(home, progress=False, echo=lambda _m: None).run(job)
     if not result.succeeded:
@@ -91,7 +93,8 @@ def run_layout(home: Path, data: Path, layout: dict[str, Any], args: argparse.Na
     return {"ranks": job.world_size, "max_rank_bytes": max(per_rank),
             "param_bytes": max(r["param_bytes"] for r in memory["ranks"]),
             "step_s": statistics.median(gaps),
-            "oversubscribed": job.world_size * args.threads > (os.cpu_count() or 1)}
+            "oversubscribed": args.device == "cpu"
+                              and job.world_size * args.threads > (os.cpu_count() or 1)}
 
 
 def main() -> int:
@@ -103,8 +106,15 @@ def main() -> int:
     parser.add_argument("--global-batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="layout names (default: all)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: NCCL, one GPU per rank; layouts needing more are skipped")
     args = parser.parse_args()
     names = args.only or list(LAYOUTS)
+    if args.device == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        names = [n for n in names if LAYOUTS[n]["world_size"] <= gpus]
     if "dp1" not in names:
         names.insert(0, "dp1")
     with tempfile.TemporaryDirectory(prefix="tailguard-mp-bench-") as tmp:
