@@ -1,5 +1,5 @@
-"""The pipeline's loss: a sum over microbatches that equals the whole batch's weighted loss,
-with padding rows (weight 0) that change nothing."""
+"""Pieces of the parallel layouts in one process: the pipeline's loss (a sum over microbatches
+that equals the whole batch's weighted loss, padding rows free) and activation checkpointing."""
 
 from __future__ import annotations
 
@@ -37,3 +37,35 @@ def test_text_features_cannot_travel_between_stages() -> None:
     batch = Batch(["a", "b"], torch.zeros(2, dtype=torch.int64), torch.ones(2))
     with pytest.raises(TypeError, match="pp=1"):
         pack_target(batch, 2)
+
+
+def test_activation_checkpointing_recomputes_blocks_with_the_same_gradients() -> None:
+    from tailguard.train.builtin_models import Attention, build_module
+    from tailguard.train.layout import ParallelSpec
+    from tailguard.train.parallel import apply_parallel
+
+    kwargs = {"in_features": 6, "out_features": 3, "dim": 8, "heads": 2, "layers": 2}
+    calls = {"n": 0}
+    original = Attention.forward
+
+    def counted(self: Attention, x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return original(self, x)
+
+    grads = []
+    x = torch.randn(4, 6)
+    for ac in (False, True):
+        torch.manual_seed(0)
+        model = apply_parallel(build_module("transformer_classifier", kwargs),
+                               ParallelSpec(activation_checkpointing=ac),
+                               torch.device("cpu")).model
+        calls["n"] = 0
+        Attention.forward = counted  # type: ignore[method-assign]
+        try:
+            model(x).square().sum().backward()
+        finally:
+            Attention.forward = original  # type: ignore[method-assign]
+        assert calls["n"] == (4 if ac else 2)  # 2 blocks, recomputed in backward under AC
+        grads.append([p.grad for p in model.parameters()])
+    for plain, recomputed in zip(*grads, strict=True):
+        torch.testing.assert_close(plain, recomputed, rtol=0, atol=0)
