@@ -86,16 +86,18 @@ def minilm_classifier(num_labels: int, max_length: int = 32,
 
 
 class _Embed(nn.Module):
-    """Numeric features ``[B, L]`` as a sequence of ``L`` tokens: each value scales a learned
-    direction, plus a learned position embedding."""
+    """Numeric features ``[B, L]`` as a sequence of ``L`` tokens: feature ``i``'s value scales
+    its own learned direction, plus its position's embedding. (One direction shared by all
+    features, with small position embeddings, left the tokens nearly interchangeable: mean
+    pooling then saw little more than a histogram of the values and digits did not train.)"""
 
     def __init__(self, seq_len: int, dim: int) -> None:
         super().__init__()
-        self.value = nn.Linear(1, dim)
-        self.position = nn.Parameter(torch.randn(seq_len, dim) * 0.02)
+        self.value = nn.Parameter(torch.randn(seq_len, dim))
+        self.position = nn.Parameter(torch.randn(seq_len, dim))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.value(features.unsqueeze(-1)) + self.position
+        out: torch.Tensor = features.unsqueeze(-1) * self.value + self.position
         return out
 
 
