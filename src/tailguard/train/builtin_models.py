@@ -85,7 +85,97 @@ def minilm_classifier(num_labels: int, max_length: int = 32,
                           max_length)
 
 
-BUILTINS: dict[str, Builder] = {"mlp": mlp, "minilm_classifier": minilm_classifier}
+class _Embed(nn.Module):
+    """Numeric features ``[B, L]`` as a sequence of ``L`` tokens: feature ``i``'s value scales
+    its own learned direction, plus its position's embedding. (One direction shared by all
+    features, with small position embeddings, left the tokens nearly interchangeable: mean
+    pooling then saw little more than a histogram of the values and digits did not train.)"""
+
+    def __init__(self, seq_len: int, dim: int) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.randn(seq_len, dim))
+        self.position = nn.Parameter(torch.randn(seq_len, dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = features.unsqueeze(-1) * self.value + self.position
+        return out
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.head_dim = dim // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, _ = x.shape
+        # -1 heads: under tensor parallel each rank holds a slice of the heads, and the
+        # projections' local outputs are narrower; the module need not know the degree
+        q, k, v = (p(x).view(b, s, -1, self.head_dim).transpose(1, 2)
+                   for p in (self.q, self.k, self.v))
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        result: torch.Tensor = self.o(out.transpose(1, 2).reshape(b, s, -1))
+        return result
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: attention and a GELU MLP, each with a residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.fc1 = nn.Linear(dim, dim * mlp_ratio)
+        self.fc2 = nn.Linear(dim * mlp_ratio, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        out: torch.Tensor = x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x))))
+        return out
+
+
+class _Head(nn.Module):
+    def __init__(self, dim: int, out_features: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.linear = nn.Linear(dim, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.linear(self.norm(x).mean(dim=1))
+        return out
+
+
+class TransformerClassifier(nn.Module):
+    """A small transformer over numeric features (each feature one token), for tests and
+    examples of model parallelism. ``forward`` is a plain chain ``embed -> blocks -> head``:
+    a pipeline stage is this module with the layers of other stages replaced by identities
+    (see ``tailguard.train.model_plans``), so parameter names are the same in every layout."""
+
+    def __init__(self, seq_len: int, out_features: int, dim: int = 32, heads: int = 4,
+                 layers: int = 2, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        self.embed: nn.Module = _Embed(seq_len, dim)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(layers))
+        self.head: nn.Module = _Head(dim, out_features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.embed(features)
+        for block in self.blocks:
+            x = block(x)
+        out: torch.Tensor = self.head(x)
+        return out
+
+
+def transformer_classifier(in_features: int, out_features: int, dim: int = 32, heads: int = 4,
+                           layers: int = 2, mlp_ratio: int = 2) -> nn.Module:
+    """:class:`TransformerClassifier` over ``in_features`` numeric columns."""
+    return TransformerClassifier(in_features, out_features, dim, heads, layers, mlp_ratio)
+
+
+BUILTINS: dict[str, Builder] = {"mlp": mlp, "minilm_classifier": minilm_classifier,
+                                "transformer_classifier": transformer_classifier}
 
 
 def resolve_builder(name: str) -> Builder:

@@ -52,6 +52,7 @@ class TrainerState:
     samples_seen: int = 0
     world_size: int = 1
     global_batch: int = 0
+    layout: str = ""  # Layout.name() of the ranks that wrote it (RNG streams are per place)
     target_reached_step: int | None = None
     config_hash: str = ""
     # the dataset's identity (seed, shuffle, size, fingerprint): a position means nothing in

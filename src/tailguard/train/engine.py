@@ -159,6 +159,13 @@ class LocalEngine:
         except ValueError as exc:
             raise JobError(str(exc)) from exc
         check_job_data(job)  # schema, types, rows: from index.json, before any worker
+        if job.parallel.model_parallel > 1:
+            from tailguard.train.model_plans import check_splittable
+
+            try:
+                check_splittable(job.model.builder, dict(job.model.kwargs), job.parallel)
+            except ValueError as exc:
+                raise JobError(f"parallel: {exc}") from exc
 
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, job: TrainJob, paths: RunPaths, attempt: int, world_size: int,
@@ -228,7 +235,7 @@ class LocalEngine:
                                   job.heartbeat_timeout_s, job.startup_timeout_s)
         latest = store.latest()
         state = SupervisorState.initial(config, latest.step if latest else None)
-        self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.value}"
+        self.echo(f"run {paths.run_id}: {job.world_size} worker(s), {job.parallel.describe()}"
                   + (f", resuming from step {latest.step}" if latest else ""))
         # attempts of earlier invocations (a --resume) keep their logs; number on after them
         attempts_dir = paths.root / "attempts"
@@ -338,7 +345,8 @@ class LocalEngine:
             metrics.write("registered", ref=ref, path=str(paths.artifact))
         result = self._result(paths, True, "training finished", state, ref)
         tta = f", time-to-target {result.tta_s:.2f}s" if result.tta_s is not None else ""
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "tta_s")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()
+                          if k != "tta_s" and v is not None)
         self.echo(f"run {paths.run_id}: finished at step {result.final_step} ({shown}){tta}"
                   + (f"; registered {ref}" if ref else f"; artifact in {paths.artifact}"))
         return result

@@ -126,7 +126,8 @@ def export_artifact(
             "checkpoint": str(checkpoint) if checkpoint is not None else None,
             "step": step,
             "world_size": world_size,
-            "parallel": job.parallel.value,
+            "parallel": job.parallel.describe(),
+            "layout": job.parallel.layout(world_size).name(),
         },
         options=options,
     )

@@ -29,6 +29,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tailguard.observe.trace_spec import TracingSpec
+from tailguard.train.layout import Layout, ParallelKind, ParallelSpec
+
+__all__ = ["JobError", "ParallelKind", "ParallelSpec", "TrainJob", "load_job", "parse_job"]
 
 
 class JobError(Exception):
@@ -129,13 +132,9 @@ class TargetSpec(_Spec):
     stop: bool = Field(default=True, description="stop training once the target is reached")
 
 
-class ParallelKind(StrEnum):
-    DDP = "ddp"
-    FSDP = "fsdp"
-
-
 class TrainJob(_Spec):
-    """A training job. Durations are seconds; ``batch_size`` is per worker at ``world_size``."""
+    """A training job. Durations are seconds; ``batch_size`` is per data-parallel replica
+    (per worker when every worker is a replica, the ``ddp``/``fsdp`` shorthands)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     model: ModelSpec
@@ -143,14 +142,16 @@ class TrainJob(_Spec):
     objective: ObjectiveSpec = ObjectiveSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     schedule: ScheduleSpec = ScheduleSpec()
-    batch_size: int = Field(gt=0, description="samples per worker per step at world_size")
+    batch_size: int = Field(gt=0, description="samples per data-parallel replica per step")
     eval_batch_size: int | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, gt=0)
     max_steps: int | None = Field(default=None, gt=0)
     seed: int = 0
     world_size: int = Field(default=1, ge=1)
     min_world_size: int | None = Field(default=None, ge=1)
-    parallel: ParallelKind = ParallelKind.DDP
+    parallel: ParallelSpec = Field(
+        default_factory=ParallelSpec,
+        description="'ddp', 'fsdp' or {dp, tp, pp, fsdp, ...}: see tailguard.train.layout")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads_per_worker: int | None = Field(default=None, ge=1)
     checkpoint_every_steps: int = Field(default=100, ge=1)
@@ -175,6 +176,22 @@ class TrainJob(_Spec):
             raise ValueError(
                 f"min_world_size ({self.min_world_size}) must be <= world_size ({self.world_size})"
             )
+        try:
+            self.parallel.check(self.world_size)
+        except ValueError as exc:
+            raise ValueError(f"parallel: {exc}") from None
+        spec = self.parallel
+        if spec.pp > 1 and self.batch_size % spec.n_microbatches:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split into {spec.n_microbatches} "
+                "equal pipeline microbatches: make it a multiple of parallel.microbatches "
+                "(default: pp)")
+        if self.min_world_size is not None and self.min_world_size < self.world_size and (
+                self.parallel.dp is not None or self.parallel.model_parallel > 1):
+            raise ValueError(
+                "an elastic job (min_world_size < world_size) shrinks its data-parallel "
+                "replicas one worker at a time: use parallel 'ddp' or 'fsdp' (no dp/tp/pp), "
+                "or remove min_world_size")
         if self.target is not None and self.data.eval is None:
             raise ValueError("a 'target' is measured on held-out data: set 'data.eval'")
         if self.eval_every_steps is not None and self.data.eval is None:
@@ -182,8 +199,13 @@ class TrainJob(_Spec):
         return self
 
     @property
+    def layout(self) -> Layout:
+        """The layout at ``world_size`` (validated at construction)."""
+        return self.parallel.layout(self.world_size)
+
+    @property
     def global_batch_size(self) -> int:
-        return self.batch_size * self.world_size
+        return self.batch_size * self.layout.dp
 
     @property
     def floor_world_size(self) -> int:

@@ -54,7 +54,8 @@ from tailguard.train.objectives import (
     step_loss,
     target_met,
 )
-from tailguard.train.parallel import apply_parallel
+from tailguard.train.parallel import apply_parallel, rank_memory
+from tailguard.train.pipeline import make_loss_fn, pack_target
 from tailguard.train.rng import RngState, seed_all
 from tailguard.train.runs import RunPaths, read_json, write_json
 
@@ -124,52 +125,69 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------
     def _open(self, path: Any, batch: int, *, shuffle: bool, columns: list[str] | None) -> Any:
         factory = _load_factory(self.job.data.dataset_factory)
+        # the sampler's rank and size are the data-parallel coordinate: every rank of one
+        # TP group and one pipeline reads the same rows
         return factory(path, batch_size=batch, seed=self.job.seed, shuffle=shuffle,
-                       rank=self.rank, world_size=self.ws, columns=columns)
+                       rank=self.dp_rank, world_size=self.dp, columns=columns)
 
     def setup(self) -> None:
         job = self.job
         if job.threads_per_worker or self.device.type == "cpu":
             cores = os.cpu_count() or 1
             torch.set_num_threads(job.threads_per_worker or max(1, cores // self.ws))
-        b = per_rank_batch(job.global_batch_size, self.ws, job.batch_size)
+        self.layout = job.parallel.layout(self.ws)
+        coords = self.layout.coords(self.rank)
+        self.dp, self.dp_rank = self.layout.dp, coords.dp
+        self.owns_loss = self.layout.owns_loss(self.rank)
+        b = per_rank_batch(job.global_batch_size, self.dp, job.batch_size)
+        if self.layout.pp > 1 and b % job.parallel.n_microbatches:
+            raise RuntimeError(f"per-replica batch {b} is not a multiple of "
+                               f"{job.parallel.n_microbatches} microbatches")
         probe = self._open(job.data.train, b, shuffle=True, columns=None)
         self.features = resolve_columns(job.data.features, _dataset_columns(probe))
         columns = [*self.features, job.data.label]
         self.train_ds = self._open(job.data.train, b, shuffle=True, columns=columns)
-        self.plan = StepPlan(int(self.train_ds.num_samples), b, self.ws)
+        self.plan = StepPlan(int(self.train_ds.num_samples), b, self.dp)
         if self.plan.num_samples == 0:
             raise RuntimeError(f"training dataset {job.data.train} is empty")
         self.eval_ds = None
         if job.data.eval is not None:
-            eb = job.eval_batch_size or b
+            # a pipeline's stage buffers are sized by the first step: evaluate in its shape
+            eb = b if self.layout.pp > 1 else (job.eval_batch_size or b)
             self.eval_ds = self._open(job.data.eval, eb, shuffle=False, columns=columns)
-            self.eval_plan = StepPlan(int(self.eval_ds.num_samples), eb, self.ws)
+            self.eval_plan = StepPlan(int(self.eval_ds.num_samples), eb, self.dp)
         self.total_steps = job.max_steps or (job.epochs or 1) * self.plan.steps_per_epoch
         self.collate = Collator(self.features, job.data.label,
                                 label_dtype=label_dtype(job.objective.loss))
         torch.manual_seed(job.seed)  # identical initial weights on every rank and attempt
         module = build_module(job.model.builder, dict(job.model.kwargs))
-        self.model = apply_parallel(module, job.parallel, self.device)
+        self._step_rows = 0  # the current step's global rows, read by the pipeline's loss
+        self.par = apply_parallel(module, job.parallel, self.device, loss_fn=make_loss_fn(
+            job.objective.loss, self.dp, lambda: self._step_rows))
+        self.model, self.pipe = self.par.model, self.par.pipeline
         self.optimizer = build_optimizer(job.optimizer, self.model.parameters())
         latest = self.store.latest()
         self.resumed_from: CheckpointInfo | None = latest
         rng: RngState | None = None
         if latest is not None:
             self.state = self.store.load(latest, self.model, self.optimizer)
-            if self.state.world_size == self.ws:  # the same ranks: continue their streams
+            if (self.state.world_size, self.state.layout) == (self.ws, self.layout.name()):
+                # the same ranks in the same places: continue their streams
                 rng = self.store.load_rng(latest, self.rank)
         else:
             identity = {k: v for k, v in self.train_ds.state_dict(0).items()
                         if k not in ("epoch", "consumed")}
             self.state = TrainerState(config_hash=job.config_hash(), data=identity)
-        self.state = replace(self.state, world_size=self.ws, global_batch=self.plan.global_batch)
+        self.state = replace(self.state, world_size=self.ws, global_batch=self.plan.global_batch,
+                             layout=self.layout.name())
         self.last_checkpoint = latest
         self._cuda = self.device.type == "cuda"
         if rng is not None:
             rng.restore(cuda=self._cuda)
         else:  # a fresh run, or other ranks than the checkpoint's: new streams
-            seed_all(job.seed, self.state.step, self.rank, cuda=self._cuda)
+            # one stream per replica and stage, shared by its TP ranks: dropout on the
+            # activations they replicate must draw the same mask on each
+            seed_all(job.seed, self.state.step, self.rank // self.layout.tp, cuda=self._cuda)
         self._loss_name = job.objective.loss
         self._full_rows, self._full_global_rows = self.plan.per_rank_batch, self.plan.global_batch
         schedule = job.schedule
@@ -235,6 +253,8 @@ class Trainer:
         if self._lr_varies:
             set_lr(self.optimizer, self.job.optimizer.lr,
                    lr_factor(self.job.schedule, step, self.total_steps))
+        if self.pipe is not None:
+            return self._pipe_step(batch, global_rows)
         outputs = self._forward(batch)
         labels, weights = batch.labels, batch.weights
         if self._cuda:
@@ -245,11 +265,35 @@ class Trainer:
             loss = mean_loss(self._loss_name, outputs, labels)
         else:
             rows_loss = per_row_loss(self._loss_name, outputs, labels)
-            loss = step_loss(rows_loss, weights, global_rows=global_rows, world_size=self.ws)
+            loss = step_loss(rows_loss, weights, global_rows=global_rows, world_size=self.dp)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss
+
+    def _pipe_step(self, batch: Batch, global_rows: int) -> torch.Tensor:
+        assert self.pipe is not None
+        features, target = pack_target(batch, self._full_rows)
+        if self._cuda:
+            features, target = features.to(self.device), target.to(self.device)
+        self._step_rows = global_rows
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs, loss = self.pipe.train_step(features, target)
+        self.optimizer.step()
+        if outputs is not None and not self._output_width:
+            self._output_width = int(outputs.reshape(outputs.shape[0], -1).shape[1])
+        return loss if loss is not None else torch.zeros((), device=self.device)
+
+    def _eval_outputs(self, batch: Batch) -> torch.Tensor | None:
+        """This rank's outputs for ``batch``; ``None`` where the pipeline's last stage has
+        them. Pipeline batches are padded to the step's shape, the padding cut off here."""
+        if self.pipe is None:
+            return self._forward(batch)
+        features, target = pack_target(batch, self._full_rows)
+        if self._cuda:
+            features, target = features.to(self.device), target.to(self.device)
+        outputs = self.pipe.evaluate(features, target)
+        return None if outputs is None else outputs[: batch.rows]
 
     # -- evaluation --------------------------------------------------------------------
     def _eval_batches(self) -> Iterator[Batch]:
@@ -264,7 +308,7 @@ class Trainer:
         kept: list[Batch] | None = []
         size, consumed = 0, 0
         for _ in range(self.eval_plan.steps_left(0)):
-            batch = take(self.eval_plan.rank_rows(consumed, self.rank))
+            batch = take(self.eval_plan.rank_rows(consumed, self.dp_rank))
             consumed += self.eval_plan.global_rows(consumed)
             if kept is not None:
                 f = batch.features
@@ -281,9 +325,10 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             for batch in self._eval_batches():
-                outputs = self._forward(batch).cpu()
-                sums.add(self.job.objective.loss, outputs, batch.labels,
-                         batch.weights if batch.placeholder else None)
+                outputs = self._eval_outputs(batch)
+                if outputs is not None and self.owns_loss:  # once per replica
+                    sums.add(self.job.objective.loss, outputs.cpu(), batch.labels,
+                             batch.weights if batch.placeholder else None)
                 self.hb.beat()
         self.model.train()
         return sums.result(self.job.objective.loss, self._all_sum(sums.totals()))
@@ -314,6 +359,36 @@ class Trainer:
         self.last_checkpoint = info
         self._emit("checkpoint", step=info.step, path=str(info.path),
                    save_s=time.perf_counter() - started)
+
+    def _report_memory(self, step: int) -> None:
+        """Every rank's parameter, gradient and optimiser bytes after its first step (the
+        optimiser state exists by then), as one ``memory`` event."""
+        mine = {"rank": self.rank, **vars(self.par.coords), **rank_memory(self.model,
+                                                                          self.optimizer)}
+        ranks: list[Any] = [mine]
+        if dist.is_initialized() and self.ws > 1:
+            ranks = [None] * self.ws
+            dist.all_gather_object(ranks, mine)
+        self._emit("memory", step=step, layout=self.layout.name(), ranks=ranks)
+
+    def _full_weights(self) -> dict[str, torch.Tensor]:
+        """The whole model's plain tensors on rank 0 (empty elsewhere). Collective: sharded
+        parameters are gathered; under a pipeline each stage's first replica sends its
+        stage's tensors to rank 0."""
+        if self.layout.pp == 1:  # every rank gathers, rank 0 keeps
+            return dict(get_model_state_dict(  # type: ignore[arg-type]
+                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)))
+        stage: dict[str, Any] = dict(get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True)))
+        coords = self.par.coords
+        sent = ({k: v.detach().cpu() for k, v in stage.items()}
+                if coords.dp == 0 and coords.tp == 0 else {})
+        parts: list[Any] = [None] * self.ws if self.rank == 0 else []
+        dist.gather_object(sent, parts if self.rank == 0 else None, dst=0)
+        merged: dict[str, torch.Tensor] = {}
+        for part in parts:
+            merged.update(part or {})
+        return merged
 
     def _maybe_fault(self, step: int) -> None:
         f = self.fault
@@ -349,8 +424,8 @@ class Trainer:
         self._emit("start", world_size=self.ws, per_rank_batch=plan.per_rank_batch,
                    global_batch=plan.global_batch,
                    total_steps=self.total_steps, resumed_from_step=start_step if
-                   self.resumed_from else None, parallel=job.parallel.value,
-                   device=str(self.device))
+                   self.resumed_from else None, parallel=job.parallel.describe(),
+                   layout=self.layout.name(), device=str(self.device))
         if self.resumed_from is not None and self.state.config_hash != job.config_hash():
             self._emit("warning", message="job config changed since the checkpoint was written")
         bar = ProgressBar(self.total_steps, start_step=start_step,
@@ -361,7 +436,7 @@ class Trainer:
         # plain ints in the loop; the frozen TrainerState is rebuilt only where it is read
         st = self.state
         step, epoch, consumed, seen = st.step, st.epoch, st.consumed, st.samples_seen
-        total, num_samples, rank = self.total_steps, plan.num_samples, self.rank
+        total, num_samples, rank = self.total_steps, plan.num_samples, self.dp_rank
         eval_every = job.eval_every_steps if self.eval_ds is not None else 0
         log_every, save_every = job.log_every_steps, job.checkpoint_every_steps
         train_step, beat, fault = self._train_step, self.hb.beat, self.fault is not None
@@ -384,9 +459,11 @@ class Trainer:
                     step, consumed, seen = step + 1, consumed + rows, seen + rows
                     if step == start_step + 1:
                         self.hb.stop_keepalive(all_levels=True)  # start-up is over
+                        self._report_memory(step)
                     beat()
                     if step % log_every == 0 or step == total:
-                        last_loss = float(self._all_sum(loss.detach().reshape(1))[0]) / self.ws
+                        share = loss.detach().reshape(1) if self.owns_loss else torch.zeros(1)
+                        last_loss = float(self._all_sum(share)[0]) / self.dp
                         now = time.perf_counter()
                         rate = rows / max(1e-9, now - tick)
                         self._emit("step", step=step, epoch=epoch, loss=last_loss,
@@ -422,9 +499,12 @@ class Trainer:
             eval_metrics, _ = self._eval_and_target()
         if self.last_checkpoint is None or self.last_checkpoint.step != step:
             self._checkpoint()
-        with self.hb.keepalive():  # collective under FSDP: every rank gathers, rank 0 keeps
-            weights: dict[str, Any] = get_model_state_dict(
-                self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.layout.pp > 1:  # only the last stage saw the outputs
+            width = torch.tensor([self._output_width], dtype=torch.int64, device=self.device)
+            dist.all_reduce(width, op=dist.ReduceOp.MAX)
+            self._output_width = int(width[0].item())
+        with self.hb.keepalive():
+            weights = self._full_weights()
         metrics = {("eval_loss" if k == "loss" else k): v for k, v in eval_metrics.items()
                    if k != "rows"}
         metrics.update(train_loss=last_loss, steps=float(step))
