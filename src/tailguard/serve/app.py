@@ -1,8 +1,8 @@
 """The gateway's ASGI application: V2 and OpenAI routes, health, metadata and metrics.
 
-The two hot routes (``POST …/infer`` and ``POST /v1/embeddings``) are served by a raw ASGI path
-— no per-request framework objects, measured to matter at >10k req/s — and everything else by a
-Starlette router.
+The hot routes (``POST …/infer``, ``POST /v1/embeddings`` and ``POST /v1/audio/speech``) are
+served by a raw ASGI path — no per-request framework objects, measured to matter at >10k req/s —
+and everything else by a Starlette router.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tailguard.serve.gate.gate import TenantGate
 from tailguard.serve.gate.identity import Principal
 from tailguard.serve.http import read_body, respond
 from tailguard.serve.loader import instantiate, signature
-from tailguard.serve.protocols import openai, v2
+from tailguard.serve.protocols import openai, speech, v2
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
 from tailguard.tensors import Tensors
@@ -93,8 +93,12 @@ class Gateway:
         self.started_at = int(time.time())
         backends = _Backends(config, backend)
         self.deployments: dict[str, Deployment] = {}
+        self._speakers: dict[str, speech.Voices] = {}  # the deployments that speak
         for spec in config.deployments:
-            sig = signature(instantiate(spec))
+            model = instantiate(spec)
+            sig = signature(model)
+            if speech.speech_capable(sig):
+                self._speakers[spec.name] = speech.voices_of(model)
             self.deployments[spec.name] = Deployment(
                 spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
                 self.usage,
@@ -155,6 +159,9 @@ class Gateway:
                 return
             if path == "/v1/embeddings":
                 await self._openai_embeddings(scope, receive, send)
+                return
+            if path == "/v1/audio/speech":
+                await self._openai_speech(scope, receive, send)
                 return
         await self._router(scope, receive, send)
 
@@ -248,6 +255,8 @@ class Gateway:
             self.gate.resize(principal, deployment, rows_hint, rows, loop.time())
             outputs = await deployment.infer(tensors, rows, key, caller=caller)
             status = 200
+            if deployment.name in self._speakers:
+                self._meter_speech(caller.tenant, deployment, tensors, outputs)
             return outputs
         except ServeError as exc:
             status = exc.status
@@ -255,6 +264,50 @@ class Gateway:
         finally:
             self.gate.release(caller)
             self.usage.request(caller.tenant, deployment.name, status, rows)
+
+    def _meter_speech(self, tenant: str, deployment: Deployment, tensors: Tensors,
+                      outputs: Tensors) -> None:
+        """Characters in and audio seconds out, whichever protocol asked."""
+        texts = tensors[deployment.signature.inputs[0].name].reshape(-1)
+        characters = sum(len(t.decode("utf-8", errors="replace")) if isinstance(t, bytes)
+                         else len(str(t)) for t in texts)
+        rates = outputs["sample_rate"].reshape(-1)
+        audio_s = float(sum(int(n) / int(r) for n, r in zip(outputs["samples"].reshape(-1),
+                                                            rates, strict=True) if r > 0))
+        self.usage.speech(tenant, deployment.name, characters, audio_s)
+
+    async def _openai_speech(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        label = "_unknown"
+        try:
+            principal = self.gate.authenticate(scope["headers"])
+            body = await read_body(scope, receive, self.config.max_request_bytes)
+            request = speech.decode_speech(body)
+            deployment = self._deployment(request.model, None, principal, infer=True)
+            label = deployment.name
+            voices = self._speakers.get(deployment.name)
+            if voices is None:
+                raise BadRequest(f"model {request.model!r} does not speak (needs one BYTES "
+                                 "input and FP32 'audio', INT64 'samples' and 'sample_rate' "
+                                 f"outputs); speech models: {sorted(self._speakers)}")
+            speech.check_speech(request, voices)
+            tensors = speech.to_tensors(request, deployment.signature)
+
+            async def read() -> tuple[Tensors, int, Hashable]:
+                return tensors, 1, speech.SPEECH_KEY
+
+            outputs = await self._run(principal, deployment, read, 1)
+            audio = speech.speech_of(outputs)
+            payload = speech.encode_audio(audio, request.response_format)
+        except Exception as exc:  # every request ends with a typed JSON answer
+            exc = _as_serve_error(exc, "/v1/audio/speech")
+            self._count(label, "openai", exc.status, started)
+            await respond(send, exc.status, openai.error_body(exc.message, exc.status),
+                          self._error_headers(exc))
+            return
+        self._count(label, "openai", 200, started)
+        await respond(send, 200, payload, [(b"x-sample-rate", str(audio.sample_rate).encode())],
+                      media_type=speech.MEDIA_TYPES[request.response_format])
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

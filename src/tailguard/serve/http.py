@@ -42,8 +42,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def respond(send: Send, status: int, body: bytes,
-                  extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers: list[Any] = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+                  extra_headers: list[tuple[bytes, bytes]] | None = None,
+                  media_type: bytes = JSON) -> None:
+    headers: list[Any] = [(b"content-type", media_type),
+                          (b"content-length", str(len(body)).encode())]
     if extra_headers:
         headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": status, "headers": headers})
