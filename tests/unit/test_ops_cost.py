@@ -110,3 +110,19 @@ def test_formats() -> None:
     assert "(idle)" in table and "WARNING: note" in table and "max(reserved 1000.0" in table
     with pytest.raises(ValueError, match="format"):
         format_report(report, "xml")
+
+
+def test_speech_cost_per_audio_minute_is_the_bill_over_the_audio_returned() -> None:
+    usage = [UsageRow("acme", "tts", requests=40, ok=40, rows=40, replica_seconds=60.0,
+                      audio_seconds=90.0),
+             UsageRow("beta", "tts", requests=20, ok=20, rows=20, replica_seconds=30.0,
+                      audio_seconds=30.0)]
+    report = allocate(usage, {"tts": 600.0}, (0.0, 600.0), INSTANCE)
+    tts = report.deployments[0]
+    assert tts.audio_seconds == 120.0
+    # 600 billed replica-seconds over 2 audio-minutes (idle time included: it was paid for).
+    assert tts.usd_per_audio_minute == pytest.approx(600 * PER_S / 2)
+    assert "per audio-min" in format_report(report, "table")
+    later = UsageRow.from_dict({"tenant": "acme", "deployment": "tts", "audio_seconds": 100.0})
+    assert later.minus(usage[0]).audio_seconds == pytest.approx(10.0)
+    assert allocate(_usage(), {}, (0.0, 1.0), INSTANCE).deployments[0].usd_per_audio_minute is None
