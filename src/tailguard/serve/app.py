@@ -25,8 +25,10 @@ from starlette.types import Receive, Scope, Send
 
 from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
+from tailguard.observe.gpu import GpuProbe
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.usage import UsageMeter
+from tailguard.observe.utilisation import BUSY_WINDOW_S, Utilisation, UtilisationCollector
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
 from tailguard.serve.deployment.queue import FairQueueConfig
@@ -103,9 +105,11 @@ class Gateway:
                 spec, sig, backends.of(spec), DeploymentMetrics(self.metrics, spec.name),
                 self.usage,
                 FairQueueConfig(starvation_s=config.admission.starvation_s))
-        self.autoscaler = controller_for(self.deployments)
+        self.gpu = GpuProbe()
+        self.autoscaler = controller_for(self.deployments, gpu=self.gpu)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas)
                                     for d in self.deployments.values()])
+        self.metrics.registry.register(UtilisationCollector(self._utilisation))
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
         self._router = Starlette(
@@ -129,6 +133,16 @@ class Gateway:
                                 Exception: self._route_error},
             lifespan=self._lifespan,
         )
+
+    def _utilisation(self) -> list[Utilisation]:
+        """Scrape time: each deployment's busy fraction, and its GPUs' where it has any."""
+        # The loop's clock is CLOCK_MONOTONIC (asyncio's and uvloop's alike); a scrape may
+        # also render outside the loop (tests), so read that clock directly.
+        now = time.monotonic()
+        return [Utilisation(d.name, d.recorder.busy_fraction(now, BUSY_WINDOW_S,
+                                                             d.ready_replicas),
+                            self.gpu.sample(d.replica_pids()))
+                for d in self.deployments.values()]
 
     # ------------------------------------------------------------------ lifecycle
     @asynccontextmanager
