@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tailguard.models.tts import tts_available
 from tests.integration.conftest import ServerProcess
@@ -37,13 +38,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     try:
         yield proc.wait_ready()
     finally:
+        for client in _CLIENTS:
+            client.close()  # type: ignore[attr-defined]
         proc.stop(signal.SIGKILL)
+
+
+_CLIENTS: list[object] = []
 
 
 def _client(server: ServerProcess):  # type: ignore[no-untyped-def]
     from openai import OpenAI
 
-    return OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    _CLIENTS.append(client)  # closed with the module's server, not left to the collector
+    return client
 
 
 def _read_wav(data: bytes) -> tuple[int, np.ndarray]:
@@ -142,3 +150,57 @@ def test_voice_file_mismatch_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="expected the pinned"):
         PiperTTS(voice_path=str(voice_path()), voice_sha256="0" * 64).setup()
+
+
+@pytest.mark.slow
+def test_tts_scales_up_under_load_with_no_failed_requests(start_server) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from tests.integration.conftest import wait_for
+
+    # A loose objective: admission sheds nothing, the saturated replica (utilisation) and
+    # the queue drive the scale-up.
+    config = {"deployments": [{
+        "name": "tts", "model": "tailguard.models.tts:PiperTTS", "max_batch_size": 1,
+        "max_wait_ms": 0, "p99_ms": 10_000, "timeout_ms": 60_000, "options": {"threads": 1},
+        "autoscaling": {"policy": "slo", "min_replicas": 1, "max_replicas": 2, "tick_s": 0.5,
+                        "window_s": 5.0, "options": {"scale_down_stabilization_s": 600}}}]}
+    server = start_server(config).wait_ready()
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        # The openai client retries a shed request (429) after its retry-after-ms, as a
+        # real client does; a request fails only if it still fails after that.
+        from openai import OpenAI, OpenAIError
+
+        with OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=8,
+                    timeout=60) as openai_client:
+            while not stop.is_set():
+                try:
+                    openai_client.audio.speech.create(model="tts", voice="joe", input=SENTENCE)
+                    statuses.append(200)
+                except OpenAIError as exc:
+                    statuses.append(getattr(exc, "status_code", -1))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: server.deployment("tts")["replica_counts"]["ready"] >= 2, 120,
+                 "a second tts replica under load")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(70)
+    assert statuses and set(statuses) == {200}, statuses
+    status = server.deployment("tts")
+    assert status["cold_start_s"] is not None and status["cold_start_s"] > 0
+    metrics = status["autoscaling"]["metrics"]
+    # The window also holds the idle time after the clients stopped: present, not a level.
+    assert metrics["busy_ratio"] > 0 and metrics["cold_start_s"] > 0
+    assert metrics["gpu_utilization"] is None  # no GPU here: the signal is missing
+    families = {f.name: f for f in text_string_to_metric_families(server.get("/metrics").text)}
+    busy = {s.labels["deployment"]: s.value
+            for s in families["tailguard_replica_busy_fraction"].samples}
+    assert busy["tts"] > 0
