@@ -64,6 +64,15 @@ class _Backends:
         self._local = LocalBackend()
         self._ray: ReplicaBackend | None = None
 
+    def warm(self) -> None:
+        """Start the local replica template before the first replica needs it."""
+        if self._fixed is None:
+            self._local.warm(s for s in self._config.deployments
+                             if self._config.backend_of(s) == "local")
+
+    async def close(self) -> None:
+        await self._local.close()
+
     def of(self, spec: DeploymentSpec) -> ReplicaBackend:
         if self._fixed is not None:
             return self._fixed
@@ -93,7 +102,7 @@ class Gateway:
         self.usage = UsageMeter(self.metrics.registry)
         self.gate = TenantGate(config, self.usage)
         self.started_at = int(time.time())
-        backends = _Backends(config, backend)
+        backends = self._backends = _Backends(config, backend)
         self.deployments: dict[str, Deployment] = {}
         self._speakers: dict[str, speech.Voices] = {}  # the deployments that speak
         for spec in config.deployments:
@@ -147,6 +156,7 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self._backends.warm()
         for deployment in self.deployments.values():
             await deployment.start()
         self.autoscaler.start()
@@ -163,6 +173,7 @@ class Gateway:
         await self.autoscaler.stop()  # first: no scaling while the deployments drain
         await asyncio.gather(*(d.stop(self.config.graceful_shutdown_s)
                                for d in self.deployments.values()))
+        await self._backends.close()
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
