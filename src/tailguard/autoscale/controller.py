@@ -347,6 +347,7 @@ def _metrics(snap: MetricsSnapshot) -> dict[str, Any]:
         "p99_s": snap.latency_p99_s,
         "completed": snap.completed,
         "busy_ratio": snap.busy_ratio,
+        "busy_replicas": snap.busy_replicas,
         "gpu_utilization": snap.gpu_utilization,
         "gpu_memory_fraction": snap.gpu_memory_fraction,
         "cold_start_s": snap.cold_start_s,

@@ -197,9 +197,7 @@ def forecast_rate(
     dispersion = resid_var / poisson_var if math.isfinite(resid_var) else math.inf
     # The window's rate is its centre's: half a window old. A replica asked for now serves
     # cold_start_s from now. Only a rising trend moves the plan (falling never pre-removes).
-    # The measured cold start when the snapshot has one (live, or the simulator's).
-    cold = config.cold_start_s if snapshot.cold_start_s is None else snapshot.cold_start_s
-    ahead = snapshot.window_s / 2.0 + cold
+    ahead = snapshot.window_s / 2.0 + config.cold_start_s
     expected = rate + max(slope, 0.0) * ahead
     cv = max(snapshot.arrival_cv, 1.0)
     # Clustered (over-dispersed) arrivals: hold spare capacity for the clusters' rate.
