@@ -142,3 +142,17 @@ def test_fetch_without_a_key_says_how_to_pass_one() -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+def test_speech_cost_per_audio_minute_is_the_bill_over_the_audio_returned() -> None:
+    usage = [UsageRow("acme", "tts", requests=40, ok=40, rows=40, replica_seconds=60.0,
+                      audio_seconds=90.0),
+             UsageRow("beta", "tts", requests=20, ok=20, rows=20, replica_seconds=30.0,
+                      audio_seconds=30.0)]
+    report = allocate(usage, {"tts": 600.0}, (0.0, 600.0), INSTANCE)
+    tts = report.deployments[0]
+    assert tts.audio_seconds == 120.0
+    # 600 billed replica-seconds over 2 audio-minutes (idle time included: it was paid for).
+    assert tts.usd_per_audio_minute == pytest.approx(600 * PER_S / 2)
+    assert "per audio-min" in format_report(report, "table")
+    later = UsageRow.from_dict({"tenant": "acme", "deployment": "tts", "audio_seconds": 100.0})
+    assert later.minus(usage[0]).audio_seconds == pytest.approx(10.0)
+    assert allocate(_usage(), {}, (0.0, 1.0), INSTANCE).deployments[0].usd_per_audio_minute is None

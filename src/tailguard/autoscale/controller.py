@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ from tailguard.autoscale.policies.slo import SloConfig, recommend
 from tailguard.autoscale.queueing import predict_latency_quantile
 from tailguard.autoscale.snapshot import MetricsSnapshot
 from tailguard.autoscale.spec import AutoscalingSpec
+from tailguard.observe.gpu import GpuProbe
 
 __all__ = [
     "AutoscaleController",
@@ -126,9 +128,11 @@ class AutoscaleController:
         deployments: Iterable[ScalableDeployment],
         *,
         wall_clock: Callable[[], float] = time.time,
+        gpu: GpuProbe | None = None,
     ) -> None:
         self._managed: dict[str, _Managed] = {}
         self._wall = wall_clock
+        self._gpu = GpuProbe() if gpu is None else gpu
         self._task: asyncio.Task[None] | None = None
         for deployment in deployments:
             self.add(deployment)
@@ -168,7 +172,7 @@ class AutoscaleController:
         """The metrics snapshot of ``name`` at ``now`` (loop clock, seconds)."""
         m = self._managed[name]
         d, spec = m.deployment, m.spec
-        return d.recorder.snapshot(
+        snap = d.recorder.snapshot(
             now,
             counts=d.replica_counts() if counts is None else counts,
             queue_depth=d.queued_rows,
@@ -178,6 +182,7 @@ class AutoscaleController:
             batch_wait_s=d.spec.max_wait_ms / 1000.0,
             deployment=name,
         )
+        return dataclasses.replace(snap, **_extra_signals(d, self._gpu))
 
     def step(self, name: str, now: float) -> Decision:
         """Snapshot, decide and actuate ``name`` once; returns the decision."""
@@ -349,12 +354,31 @@ def _metrics(snap: MetricsSnapshot) -> dict[str, Any]:
         "p99_s": snap.latency_p99_s,
         "completed": snap.completed,
         "busy_ratio": snap.busy_ratio,
+        "busy_replicas": snap.busy_replicas,
+        "gpu_utilization": snap.gpu_utilization,
+        "gpu_memory_fraction": snap.gpu_memory_fraction,
+        "cold_start_s": snap.cold_start_s,
         "queue_depth": snap.queue_depth,
         "ongoing_requests": snap.ongoing_requests,
         "service_profile": {"fixed_s": profile.fixed_s, "per_row_s": profile.per_row_s,
                             "max_batch_size": profile.max_batch_size,
                             "table": [list(p) for p in profile.table]},
     }
+
+
+def _extra_signals(d: ScalableDeployment, gpu: GpuProbe) -> dict[str, Any]:
+    """The signals a deployment may or may not have: GPU (of its replicas' pids) and the
+    measured cold start. Read with ``getattr``: a deployment without them lacks the signal."""
+    extra: dict[str, Any] = {}
+    pids = getattr(d, "replica_pids", None)
+    sample = gpu.sample(pids()) if callable(pids) else None
+    if sample is not None:
+        extra["gpu_utilization"] = sample.utilization
+        extra["gpu_memory_fraction"] = sample.memory_fraction
+    cold = getattr(d, "cold_start_s", None)
+    if isinstance(cold, int | float) and cold >= 0:
+        extra["cold_start_s"] = float(cold)
+    return extra
 
 
 def _loop_running() -> bool:
@@ -365,8 +389,9 @@ def _loop_running() -> bool:
     return True
 
 
-def controller_for(deployments: Mapping[str, ScalableDeployment]) -> AutoscaleController:
+def controller_for(deployments: Mapping[str, ScalableDeployment],
+                   gpu: GpuProbe | None = None) -> AutoscaleController:
     """A controller for those of ``deployments`` that have an ``autoscaling`` spec."""
     return AutoscaleController(
-        d for d in deployments.values() if d.spec.autoscaling is not None
+        (d for d in deployments.values() if d.spec.autoscaling is not None), gpu=gpu
     )

@@ -171,7 +171,7 @@ class LiveRecorder:
         lat = d_lat[d_lo:d_hi]
         p50, p99 = percentiles(lat, (50, 99))
         b_t, _, b_svc = self._batches.ordered()
-        busy = self._busy_ratio(now, window, lo, b_t, b_svc, ready + draining)
+        busy, busy_s = self._busy_ratio(now, window, lo, b_t, b_svc, ready + draining)
         return MetricsSnapshot(
             window_s=float(window),
             arrival_rate_rps=float(rate),
@@ -185,12 +185,26 @@ class LiveRecorder:
             latency_p99_s=p99,
             completed=int(lat.size),
             busy_ratio=busy,
+            busy_replicas=busy_s / window,
             queue_depth=max(int(queue_depth), 0),
             ongoing_requests=self.ongoing if ongoing is None else max(int(ongoing), 0),
             starting_replicas=starting,
             draining_replicas=draining,
             batch_wait_s=float(batch_wait_s),
         )
+
+    def busy_fraction(self, now: float, window_s: float, serving: int) -> float:
+        """Time in ``predict`` over ``serving`` replicas' wall time in the last ``window_s``:
+        a read-only view for ``/metrics`` (the snapshot's ``busy_ratio`` also weighs by
+        the counts it saw over the window; this assumes ``serving`` throughout)."""
+        if serving <= 0 or window_s <= 0:
+            return 0.0
+        b_t, _, b_svc = self._batches.ordered()
+        lo = now - window_s
+        first = int(np.searchsorted(b_t, lo, side="right"))
+        starts = np.maximum(b_t[first:] - b_svc[first:], lo)
+        busy = float(np.clip(np.minimum(b_t[first:], now) - starts, 0.0, None).sum())
+        return min(busy / (serving * window_s), 1.0)
 
     # ------------------------------------------------------------ internals
     def _effective_window(self, now: float, window_s: float) -> tuple[float, float]:
@@ -220,8 +234,9 @@ class LiveRecorder:
     def _busy_ratio(
         self, now: float, window: float, lo: float, ends: np.ndarray, service: np.ndarray,
         serving: int,
-    ) -> float:
-        """Busy replica-seconds in the window over serving replica-seconds in it."""
+    ) -> tuple[float, float]:
+        """Busy replica-seconds in the window over serving replica-seconds in it, and the
+        busy replica-seconds themselves."""
         first = int(np.searchsorted(ends, lo, side="right"))
         starts = np.maximum(ends[first:] - service[first:], lo)
         busy = float(np.clip(np.minimum(ends[first:], now) - starts, 0.0, None).sum())
@@ -230,8 +245,8 @@ class LiveRecorder:
         while len(self._serving) > 1 and self._serving[1][0] <= now - window:
             self._serving.popleft()
         if capacity <= 0:
-            return 0.0
-        return float(min(busy / capacity, 1.0))
+            return 0.0, busy
+        return float(min(busy / capacity, 1.0)), busy
 
     def _serving_seconds(self, now: float, window: float, serving_now: int) -> float:
         """Replica-seconds of the window, from the counts seen at earlier snapshots."""

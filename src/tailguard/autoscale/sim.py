@@ -156,6 +156,7 @@ def _snapshot(
     ready: int,
     starting: int,
     draining: int,
+    busy_replicas: float | None = None,
 ) -> MetricsSnapshot:
     w = cfg.metrics_window_s
     t_lo = max(0.0, now - w)
@@ -191,6 +192,8 @@ def _snapshot(
         starting_replicas=starting,
         draining_replicas=draining,
         batch_wait_s=cfg.max_wait_ms / 1e3,
+        cold_start_s=cfg.cold_start_s,
+        busy_replicas=busy_replicas,
     )
 
 
@@ -284,9 +287,11 @@ def simulate(arrivals: np.ndarray, autoscaler: Autoscaler[Any, Any], cfg: SimCon
             _, busy0, serving0 = usage[0]
             serving = cum_serving - serving0
             ratio = min((cum_busy - busy0) / serving, 1.0) if serving > 0 else 0.0
+            busy_replicas = (cum_busy - busy0) / max(t - usage[0][0], 1e-9)
             ready = n_idle + len(busy) - pending_drain
             snap = _snapshot(
-                t, cfg, arr, batches, ratio, head, in_service, ready, len(starting), pending_drain
+                t, cfg, arr, batches, ratio, head, in_service, ready, len(starting), pending_drain,
+                busy_replicas,
             )
             current = ready + len(starting)
             target, state = autoscaler.decide(snap, state, t)

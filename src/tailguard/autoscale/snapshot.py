@@ -126,7 +126,13 @@ class MetricsSnapshot:
     """What a policy knows about one deployment at ``now``. All times in seconds.
 
     Latencies are ``None`` when no request completed in the window. ``busy_ratio`` is the
-    mean over serving replicas of the fraction of the window each spent running a batch.
+    mean over serving replicas of the fraction of the window each spent running a batch
+    (time in ``predict`` over wall time); ``busy_replicas`` the work itself, busy
+    replica-seconds over the window's length (``busy_ratio`` times the mean serving count,
+    whatever the count did in the window). ``gpu_utilization`` and ``gpu_memory_fraction``
+    (0-1, NVML, the devices the replicas run on) are ``None`` where there is no GPU signal.
+    ``cold_start_s`` is the last measured time from asking for a replica to its serving
+    (``None`` until one has started).
     """
 
     window_s: float
@@ -146,6 +152,10 @@ class MetricsSnapshot:
     starting_replicas: int = 0
     draining_replicas: int = 0
     batch_wait_s: float = 0.0
+    busy_replicas: float | None = None
+    gpu_utilization: float | None = None
+    gpu_memory_fraction: float | None = None
+    cold_start_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.window_s <= 0:
@@ -156,6 +166,11 @@ class MetricsSnapshot:
             value = getattr(self, name)
             if value < 0 or math.isnan(value):
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        for name in ("busy_replicas", "gpu_utilization", "gpu_memory_fraction",
+                     "cold_start_s"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0 or None, got {value}")
         for name in (
             "ready_replicas",
             "starting_replicas",

@@ -36,6 +36,10 @@ class Model:
 
     inputs: ClassVar[Sequence[TensorSpec]] = ()
     outputs: ClassVar[Sequence[TensorSpec]] = ()
+    # Modules the replica template imports once so that a new replica starts with them
+    # loaded (tailguard.serve.replicas.template). Only modules whose import starts no
+    # thread: the template forks, and checks.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, artifact_dir: Path | None = None, **options: Any) -> None:
         self.artifact_dir = artifact_dir

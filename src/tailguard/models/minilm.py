@@ -64,6 +64,8 @@ class MiniLM(Model):
     """
 
     inputs = (TensorSpec("text", "BYTES", (-1,)),)
+    # Several seconds of a cold start on a small machine, paid once in the template.
+    preload = ("torch", "tokenizers", "transformers", "transformers.models.bert.modeling_bert")
     outputs = (
         TensorSpec("embedding", "FP32", (-1, EMBEDDING_DIM)),
         TensorSpec("tokens", "INT64", (-1,)),

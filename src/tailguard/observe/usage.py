@@ -1,4 +1,5 @@
-"""Usage metering per tenant and deployment: requests, rows, replica-seconds, rejections.
+"""Usage metering per tenant and deployment: requests, rows, replica-seconds, rejections, and
+for speech the characters spoken and the seconds of audio returned.
 
 Each request's latency (arrival to result, before the response is encoded) lands in
 ``tailguard_tenant_request_duration_seconds{tenant,deployment,outcome}``, with the gateway
@@ -34,17 +35,22 @@ class Usage:
     replica_seconds: float = 0.0
     throttled: int = 0  # 429 rate limit or concurrency cap
     shed: int = 0  # 429 predicted to miss its SLO
+    characters: int = 0  # text spoken (speech deployments)
+    audio_seconds: float = 0.0  # audio returned (speech deployments)
 
 
 class _Account:
     """One (tenant, deployment): its totals and its Prometheus children, bound once."""
 
-    __slots__ = ("by_status", "latency", "rejected", "replica_s", "rows", "usage")
+    __slots__ = ("audio_s", "by_status", "characters", "latency", "rejected", "replica_s", "rows",
+                 "usage")
 
     def __init__(self, meter: UsageMeter, tenant: str, deployment: str) -> None:
         self.usage = Usage()
         self.rows = meter._rows.labels(tenant, deployment)
         self.replica_s = meter._replica_s.labels(tenant, deployment)
+        self.characters: Any = None  # bound on the first speech request: most never speak
+        self.audio_s: Any = None
         self.by_status: dict[int, Any] = {}
         self.rejected: dict[str, Any] = {}
         self.latency: dict[int, Any] = {}  # status -> the histogram child of its outcome
@@ -65,6 +71,12 @@ class UsageMeter:
         self._replica_s = Counter("tailguard_tenant_replica_seconds",
                                   "Replica busy time attributed to a tenant by its rows",
                                   ["tenant", "deployment"], registry=registry)
+        self._characters = Counter("tailguard_tenant_speech_characters",
+                                   "Characters of text spoken for a tenant",
+                                   ["tenant", "deployment"], registry=registry)
+        self._audio_s = Counter("tailguard_tenant_audio_seconds",
+                                "Seconds of audio synthesised for a tenant",
+                                ["tenant", "deployment"], registry=registry)
         self._rejected = Counter("tailguard_tenant_rejections",
                                  "Requests refused by admission control, by reason",
                                  ["tenant", "deployment", "reason"], registry=registry)
@@ -128,6 +140,17 @@ class UsageMeter:
         account = self._account(tenant, deployment)
         account.usage.replica_seconds += replica_seconds
         account.replica_s.inc(replica_seconds)
+
+    def speech(self, tenant: str, deployment: str, characters: int, audio_s: float) -> None:
+        """A served speech request: the text it spoke and the audio it returned."""
+        account = self._account(tenant, deployment)
+        if account.characters is None:
+            account.characters = self._characters.labels(tenant, deployment)
+            account.audio_s = self._audio_s.labels(tenant, deployment)
+        account.usage.characters += characters
+        account.usage.audio_seconds += audio_s
+        account.characters.inc(characters)
+        account.audio_s.inc(audio_s)
 
     def report(self, tenant: str | None = None) -> list[dict[str, object]]:
         """Rows of usage, for one tenant or (``None``) all of them."""

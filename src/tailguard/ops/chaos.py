@@ -256,7 +256,10 @@ def _is_replica(pid: int) -> bool:
         return not Path("/proc/self").exists()  # no /proc at all: trust the server
     except OSError:
         return False
-    return b"tailguard.serve.replicas.worker" in cmd
+    # A fresh interpreter runs the worker module; a replica forked from the replica template
+    # keeps the template's command line (the pid is one the server lists as a replica).
+    return (b"tailguard.serve.replicas.worker" in cmd
+            or b"tailguard.serve.replicas.template" in cmd)
 
 
 class _Injector:

@@ -57,17 +57,21 @@ class UsageRow:
     replica_seconds: float = 0.0
     throttled: int = 0
     shed: int = 0
+    audio_seconds: float = 0.0  # speech deployments: audio returned
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> UsageRow:
         counts = {k: int(d.get(k, 0)) for k in _COUNTS}
         return cls(str(d["tenant"]), str(d["deployment"]),
-                   replica_seconds=float(d.get("replica_seconds", 0.0)), **counts)
+                   replica_seconds=float(d.get("replica_seconds", 0.0)),
+                   audio_seconds=float(d.get("audio_seconds", 0.0)), **counts)
 
     def minus(self, earlier: UsageRow) -> UsageRow:
         counts = {k: max(getattr(self, k) - getattr(earlier, k), 0) for k in _COUNTS}
         rs = max(self.replica_seconds - earlier.replica_seconds, 0.0)
-        return UsageRow(self.tenant, self.deployment, replica_seconds=rs, **counts)
+        audio = max(self.audio_seconds - earlier.audio_seconds, 0.0)
+        return UsageRow(self.tenant, self.deployment, replica_seconds=rs, audio_seconds=audio,
+                        **counts)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class DeploymentCost:
     billed_replica_seconds: float
     idle_replica_seconds: float
     cost_usd: float
+    audio_seconds: float = 0.0
+    usd_per_audio_minute: float | None = None  # speech: billed cost over the audio returned
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,10 @@ def allocate(usage: Sequence[UsageRow], reserved_s: Mapping[str, float],
         lines.extend(CostLine(u.tenant, name, u.requests, u.rows, u.replica_seconds,
                               u.replica_seconds * price_s) for u in rows)
         lines.append(CostLine(IDLE, name, 0, 0, idle, idle * price_s))
-        deployments.append(DeploymentCost(name, reserved, used, billed, idle, billed * price_s))
+        audio_s = sum(u.audio_seconds for u in rows)
+        per_minute = billed * price_s / (audio_s / 60) if audio_s > 0 else None
+        deployments.append(DeploymentCost(name, reserved, used, billed, idle, billed * price_s,
+                                          audio_s, per_minute))
     return CostReport(
         window_start=window[0], window_end=window[1], instance=instance.name,
         usd_per_replica_hour=instance.replica_hourly_usd, lines=tuple(lines),
@@ -269,6 +278,9 @@ def format_report(report: CostReport, fmt: str = "table") -> str:
         lines.append(f"{'':<16}{'= billed':<16}{'':>10}{'':>10}{d.billed_replica_seconds:>12.1f}"
                      f"{d.cost_usd:>11.4f}  (max(reserved {d.reserved_replica_seconds:.1f}, "
                      f"used {d.used_replica_seconds:.1f}))")
+        if d.usd_per_audio_minute is not None:
+            lines.append(f"{'':<16}{'= per audio-min':<16}{d.audio_seconds / 60:>20.2f} min"
+                         f"{d.usd_per_audio_minute:>13.5f}")
     lines.append(f"total ${report.total_usd:.4f}")
     lines.extend(f"WARNING: {w}" for w in report.warnings)
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The gateway's ASGI application: V2 and OpenAI routes, health, metadata and metrics.
 
-The two hot routes (``POST …/infer`` and ``POST /v1/embeddings``) are served by a raw ASGI path
-— no per-request framework objects, measured to matter at >10k req/s — and everything else by a
-Starlette router.
+The hot routes (``POST …/infer``, ``POST /v1/embeddings`` and ``POST /v1/audio/speech``) are
+served by a raw ASGI path — no per-request framework objects, measured to matter at >10k req/s —
+and everything else by a Starlette router.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from starlette.types import Receive, Scope, Send
 from tailguard import __version__
 from tailguard.autoscale.controller import controller_for
 from tailguard.observe import dashboard
+from tailguard.observe.gpu import GpuProbe
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
 from tailguard.observe.trace_spec import build_tracing
 from tailguard.observe.usage import UsageMeter
+from tailguard.observe.utilisation import BUSY_WINDOW_S, Utilisation, UtilisationCollector
 from tailguard.serve import openapi
 from tailguard.serve.config import DeploymentSpec, ServeConfig
 from tailguard.serve.deployment import Deployment
@@ -41,7 +43,7 @@ from tailguard.serve.gate.identity import Principal
 from tailguard.serve.http import read_body, refuse_encoded, respond
 from tailguard.serve.live_apply import ConfigApplier, ConfigInvalid, parse_config, sighup_handler
 from tailguard.serve.loader import ModelSignature, instantiate, signature
-from tailguard.serve.protocols import openai, v2, v2_binary, v2_routes
+from tailguard.serve.protocols import openai, speech, v2, v2_binary, v2_routes
 from tailguard.serve.reconcile import RestartRequired
 from tailguard.serve.replicas.backend import ReplicaBackend
 from tailguard.serve.replicas.local import LocalBackend
@@ -74,6 +76,15 @@ class _Backends:
         self._env = config.tracing.env()  # replicas trace, and export, as the gateway does
         self._local = LocalBackend(self._env)
         self._ray: ReplicaBackend | None = None
+
+    def warm(self) -> None:
+        """Start the local replica template before the first replica needs it."""
+        if self._fixed is None:
+            self._local.warm(s for s in self._config.deployments
+                             if self._config.backend_of(s) == "local")
+
+    async def close(self) -> None:
+        await self._local.close()
 
     def of(self, spec: DeploymentSpec) -> ReplicaBackend:
         if self._fixed is not None:
@@ -121,12 +132,19 @@ class Gateway:
         self.started_at = int(time.time())
         self._backends = _Backends(config, backend)
         self.deployments: dict[str, Deployment] = {}
+        self._speakers: dict[str, speech.Voices] = {}  # the deployments that speak
         for spec in config.deployments:
-            self.deployments[spec.name] = self.new_deployment(spec, signature(instantiate(spec)))
+            model = instantiate(spec)
+            sig = signature(model)
+            if speech.speech_capable(sig):
+                self._speakers[spec.name] = speech.voices_of(model)
+            self.deployments[spec.name] = self.new_deployment(spec, sig)
         self._watch_skew(config)
-        self.autoscaler = controller_for(self.deployments)
+        self.gpu = GpuProbe()
+        self.autoscaler = controller_for(self.deployments, gpu=self.gpu)
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
                                      d.desired_replicas) for d in self.deployments.values()])
+        self.metrics.registry.register(UtilisationCollector(self._utilisation))
         self.snapshots = dashboard.SnapshotRing(window_s=5.0)  # for the live page's rates
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
@@ -172,6 +190,16 @@ class Gateway:
                           FairQueueConfig(starvation_s=self.config.admission.starvation_s),
                           self.tracing)
 
+    def _utilisation(self) -> list[Utilisation]:
+        """Scrape time: each deployment's busy fraction, and its GPUs' where it has any."""
+        # The loop's clock is CLOCK_MONOTONIC (asyncio's and uvloop's alike); a scrape may
+        # also render outside the loop (tests), so read that clock directly.
+        now = time.monotonic()
+        return [Utilisation(d.name, d.recorder.busy_fraction(now, BUSY_WINDOW_S,
+                                                             d.ready_replicas),
+                            self.gpu.sample(d.replica_pids()))
+                for d in self.deployments.values()]
+
     # ------------------------------------------------------------------ lifecycle
     def _watch_skew(self, config: ServeConfig) -> None:
         """Deployments with ``skew:`` sample their inputs against the training data."""
@@ -188,6 +216,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self._backends.warm()
         for deployment in self.deployments.values():
             await deployment.start()
         self.autoscaler.start()
@@ -209,6 +238,7 @@ class Gateway:
                                for d in self.deployments.values()))
         if self.tracing is not None:
             self.tracing.shutdown()
+        await self._backends.close()
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,6 +249,9 @@ class Gateway:
                 return
             if path == "/v1/embeddings":
                 await self._openai_embeddings(scope, receive, send)
+                return
+            if path == "/v1/audio/speech":
+                await self._openai_speech(scope, receive, send)
                 return
         await self._router(scope, receive, send)
 
@@ -360,6 +393,8 @@ class Gateway:
                                      "tailguard.priority": caller.priority.value})
             outputs = await deployment.infer(tensors, rows, key, caller=caller, trace=span)
             status = 200
+            if deployment.name in self._speakers:
+                self._meter_speech(caller.tenant, deployment, tensors, outputs)
             return outputs
         except ServeError as exc:
             status = exc.status
@@ -368,6 +403,55 @@ class Gateway:
             self.gate.release(caller)
             self.usage.request(caller.tenant, deployment.name, status, rows,
                                time.perf_counter() - started)
+
+    def _meter_speech(self, tenant: str, deployment: Deployment, tensors: Tensors,
+                      outputs: Tensors) -> None:
+        """Characters in and audio seconds out, whichever protocol asked."""
+        texts = tensors[deployment.signature.inputs[0].name].reshape(-1)
+        characters = sum(len(t.decode("utf-8", errors="replace")) if isinstance(t, bytes)
+                         else len(str(t)) for t in texts)
+        rates = outputs["sample_rate"].reshape(-1)
+        audio_s = float(sum(int(n) / int(r) for n, r in zip(outputs["samples"].reshape(-1),
+                                                            rates, strict=True) if r > 0))
+        self.usage.speech(tenant, deployment.name, characters, audio_s)
+
+    async def _openai_speech(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        span = None if self.tracing is None else self._request_span(scope, "openai")
+        label = "_unknown"
+        try:
+            principal = self.gate.authenticate(scope["headers"])
+            body = await read_body(scope, receive, self.config.max_request_bytes)
+            request = speech.decode_speech(body)
+            deployment = self._deployment(request.model, None, principal, infer=True)
+            label = deployment.name
+            voices = self._speakers.get(deployment.name)
+            if voices is None:
+                raise BadRequest(f"model {request.model!r} does not speak (needs one BYTES "
+                                 "input and FP32 'audio', INT64 'samples' and 'sample_rate' "
+                                 f"outputs); speech models: {sorted(self._speakers)}")
+            speech.check_speech(request, voices)
+            tensors = speech.to_tensors(request, deployment.signature)
+
+            async def read() -> tuple[Tensors, int, Hashable]:
+                return tensors, 1, speech.SPEECH_KEY
+
+            outputs = await self._run(principal, deployment, read, 1, started, span=span)
+            audio = speech.speech_of(outputs)
+            payload = speech.encode_audio(audio, request.response_format)
+        except Exception as exc:  # every request ends with a typed JSON answer
+            exc = _as_serve_error(exc, "/v1/audio/speech")
+            self._count(label, "openai", exc.status, started)
+            if span is not None:
+                self._end_span(span, label, exc.status, exc.message)
+            await respond(send, exc.status, openai.error_body(exc.message, exc.status),
+                          self._error_headers(exc))
+            return
+        self._count(label, "openai", 200, started)
+        if span is not None:
+            self._end_span(span, label, 200, None)
+        await respond(send, 200, payload, [(b"x-sample-rate", str(audio.sample_rate).encode())],
+                      content_type=speech.MEDIA_TYPES[request.response_format])
 
     async def _openai_embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

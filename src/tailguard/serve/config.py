@@ -202,7 +202,10 @@ class ServeConfig(BaseModel):
 
 
 def default_config() -> ServeConfig:
-    """The built-in deployments: ``echo`` (overhead) and ``minilm`` (embeddings)."""
+    """The built-in deployments: ``echo`` (overhead), ``minilm`` (embeddings) and, when the
+    ``tts`` extra is installed, ``tts`` (speech)."""
+    from tailguard.models.tts import tts_available
+
     return ServeConfig(
         deployments=[
             DeploymentSpec(
@@ -220,8 +223,18 @@ def default_config() -> ServeConfig:
                 replicas=max(1, min(4, os.cpu_count() or 1)), max_batch_size=32,
                 max_wait_ms=2, timeout_ms=30_000, p99_ms=100, options={"threads": 1},
             ),
+            *([_TTS_DEFAULT] if tts_available() else []),
         ]
     )
+
+
+# One row per batch (Piper gains nothing from batching: a batch of four takes four times as
+# long and the first text waits for the last); one single-threaded replica per core. p99_ms
+# 2000: a 10-word sentence takes 0.2-0.35 s on one core and a 4096-character text ~30 s, so
+# the objective is meant for sentence-sized requests, the usual voice-assistant turn.
+_TTS_DEFAULT = DeploymentSpec(
+    name="tts", model="tailguard.models.tts:PiperTTS", replicas=1, max_batch_size=1,
+    max_wait_ms=0, timeout_ms=60_000, p99_ms=2000, options={"threads": 1})
 
 
 def load_config(path: Path | None) -> ServeConfig:

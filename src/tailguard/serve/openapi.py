@@ -37,6 +37,12 @@ _EMBEDDINGS_BODY = {"required": True, "content": {"application/json": {"schema":
         "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "encoding_format": {"enum": ["float", "base64"]}}}}}}
 
+_SPEECH_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "input", "voice"], "properties": {
+        "model": {"type": "string"}, "input": {"type": "string"}, "voice": {"type": "string"},
+        "response_format": {"enum": ["wav", "pcm"]},
+        "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0}}}}}}
+
 _MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -47,6 +53,7 @@ ROUTES: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
     ("post", "/v2/models/{model}/versions/{version}/infer", "V2 inference of a version",
      _INFER_BODY),
     ("post", "/v1/embeddings", "OpenAI-compatible embeddings", _EMBEDDINGS_BODY),
+    ("post", "/v1/audio/speech", "OpenAI-compatible text to speech (wav or pcm)", _SPEECH_BODY),
     ("get", "/v2", "V2 server metadata and supported extensions", None),
     ("get", "/v2/health/live", "liveness", None),
     ("get", "/v2/health/ready", "readiness: 200 when every deployment has a ready replica",

@@ -19,9 +19,11 @@ Follows the documented algorithm
 * an HPA at zero replicas is inactive (scaling from zero is the bounds' job, as KEDA's
   activator is in Kubernetes).
 
-The metric is the mean busy ratio of ready replicas against ``target_utilization`` (the
-analogue of ``averageUtilization`` for CPU/GPU), or requests per second per ready replica
-against ``target_rps_per_replica`` (a Pods metric with ``averageValue``).
+The metric is the mean busy ratio of ready replicas (time in ``predict`` over wall time)
+against ``target_utilization`` (the analogue of ``averageUtilization`` for CPU), the NVML
+GPU utilisation of their devices against the same target (``gpu_utilization``; with no GPU
+signal the HPA holds, as Kubernetes does when a metric is missing), or requests per second
+per ready replica against ``target_rps_per_replica`` (a Pods metric with ``averageValue``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _KIND = "hpa"
 class HpaMetric(StrEnum):
     BUSY = "busy"
     REQUESTS = "requests_per_replica"
+    GPU = "gpu_utilization"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ def _usage_ratio(snapshot: MetricsSnapshot, config: HpaConfig, pods: int) -> flo
     if config.metric is HpaMetric.BUSY:
         total = snapshot.busy_ratio * ready
         return total / (pods * config.target_utilization)
+    if config.metric is HpaMetric.GPU:
+        total = (snapshot.gpu_utilization or 0.0) * ready
+        return total / (pods * config.target_utilization)
     return snapshot.arrival_rate_rps / (pods * config.target_rps_per_replica)
 
 
@@ -124,6 +130,8 @@ def _replica_calculator(snapshot: MetricsSnapshot, config: HpaConfig) -> int:
     unready = snapshot.starting_replicas
     if ready == 0:
         return current
+    if config.metric is HpaMetric.GPU and snapshot.gpu_utilization is None:
+        return current  # the metric is missing: hold, never guess
     ratio = _usage_ratio(snapshot, config, ready)
     if not (unready > 0 and ratio > 1.0):
         if abs(1.0 - ratio) <= config.tolerance:

@@ -37,7 +37,14 @@ Each decision:
    window: ``smooth_scale_down_stabilization_s`` once the rate has followed its trend within
    ``smooth_dispersion_max`` times Poisson noise for a whole ``scale_down_stabilization_s``
    (a slow, predictable ramp), otherwise ``scale_down_stabilization_s`` (bursty traffic, a
-   step the trend line cannot explain, or too little history to tell).
+   step the trend line cannot explain, or too little history to tell);
+7. **never scale down into saturation**: a smaller count is raised back to the fewest
+   replicas that carry the work the serving ones are doing now (busy fraction, and GPU
+   utilisation when there is a GPU signal, times the serving count) at no more than
+   ``scale_down_busy_max`` of their time (:func:`busy_floor`). The queueing model sizes from
+   the *rate*; this guard checks the *measured* load, which a wrong service profile, a
+   slower input mix or a noisy neighbour moves without moving the rate. It only keeps
+   replicas, never adds them: scaling up stays the latency objective's job.
 """
 
 from __future__ import annotations
@@ -60,7 +67,8 @@ from tailguard.autoscale.queueing import (
 )
 from tailguard.autoscale.snapshot import MetricsSnapshot
 
-__all__ = ["RateForecast", "SloConfig", "SloState", "decide", "forecast_rate", "recommend"]
+__all__ = ["RateForecast", "SloConfig", "SloState", "busy_floor", "decide", "forecast_rate",
+           "recommend"]
 
 _KIND = "slo"
 # Version 2 added the window-rate history (trend, dispersion) and when it was last unpredictable.
@@ -95,6 +103,7 @@ class SloConfig:
     smooth_dispersion_max: float = 4.0
     spare_replicas: int = 1
     floor_replicas: int = 3
+    scale_down_busy_max: float = 0.8
 
     def __post_init__(self) -> None:
         if self.slo_p99_s <= 0:
@@ -117,6 +126,8 @@ class SloConfig:
             raise ValueError("trend_window_s and smooth_dispersion_max must be > 0")
         if self.spare_replicas < 0 or self.floor_replicas < 1:
             raise ValueError("spare_replicas must be >= 0 and floor_replicas >= 1")
+        if not 0 < self.scale_down_busy_max <= 1:
+            raise ValueError("scale_down_busy_max must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -302,4 +313,17 @@ def decide(
     keep = max(config.scale_down_stabilization_s, 1e-9)
     history = push(state.recommendations, now, rec, keep)
     desired = max(rec, int(window_max(history, now, window)))
+    if desired < snapshot.current_replicas:
+        desired = min(max(desired, busy_floor(snapshot, config)), snapshot.current_replicas)
     return desired, SloState(history, rates, unpredictable)
+
+
+def busy_floor(snapshot: MetricsSnapshot, config: SloConfig) -> int:
+    """Fewest replicas that would do the serving replicas' measured work at no more than
+    ``scale_down_busy_max`` of their time (the busiest of busy fraction and GPU use)."""
+    serving = snapshot.ready_replicas + snapshot.draining_replicas
+    work = (snapshot.busy_ratio * serving if snapshot.busy_replicas is None
+            else snapshot.busy_replicas)
+    if snapshot.gpu_utilization is not None:  # measured on the replicas ready now
+        work = max(work, snapshot.gpu_utilization * snapshot.ready_replicas)
+    return math.ceil(work / config.scale_down_busy_max - 1e-9)

@@ -104,6 +104,17 @@ class Deployment:
     def replica_counts(self) -> dict[str, int]:
         return self._supervisor.counts()
 
+    def replica_pids(self) -> list[int]:
+        """Process ids of the ready replicas (the GPU signal is read for these)."""
+        return [s.handle.pid for s in self._supervisor.slots
+                if s.state is SlotState.READY and s.handle is not None
+                and s.handle.pid is not None]
+
+    @property
+    def cold_start_s(self) -> float | None:
+        """The last replica's time from being asked for to serving (``None``: none yet)."""
+        return self._supervisor.cold_start_s
+
     @property
     def is_ready(self) -> bool:
         # A deployment scaled to zero on purpose is ready: its first request cold-starts it.
@@ -120,7 +131,8 @@ class Deployment:
                                       self._service.coefficients(), strict=True)),
             "batch_rows_cap": self.batch_rows_cap(),
             "inflight_batches": self._batcher.inflight,
-            "setup_s": self._supervisor.setup_s,  # the last replica's cold start
+            "setup_s": self._supervisor.setup_s,  # the last replica's setup() alone
+            "cold_start_s": self._supervisor.cold_start_s,  # ... and spawn + imports
             "settings": {k: getattr(self.spec, k) for k in (
                 "replicas", "max_batch_size", "max_wait_ms", "timeout_ms", "p99_ms")},
             "replica_counts": self.replica_counts(),

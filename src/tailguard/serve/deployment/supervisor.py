@@ -52,7 +52,10 @@ class Supervisor:
         self._wake = wake  # a replica left: wake the batcher's waiting slots and fill
         self.slots: list[Slot] = []
         self._ids = itertools.count()
-        self.setup_s: float | None = None  # last measured cold start
+        self.setup_s: float | None = None  # the last replica's setup() (inside it)
+        # The last replica's cold start as a caller pays it: from creating its process
+        # (scale_to, a restart) to its serving — spawn, imports and setup() together.
+        self.cold_start_s: float | None = None
         self.setup_error: str | None = None
         self.stopping = False
         self._restarting = asyncio.Lock()
@@ -171,6 +174,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         backoff = RESTART_BACKOFF_S
         while not self.stopping and not slot.draining:
+            asked = loop.time()
             handle = self._backend.create(self.spec, slot.index)
             slot.handle = handle
             slot.mark(SlotState.STARTING if slot.restarts == 0 else SlotState.RESTARTING)
@@ -188,6 +192,7 @@ class Supervisor:
                          handle.name, handle.pid, setup_s)
                 self.setup_error = None
                 self.setup_s = setup_s
+                self.cold_start_s = loop.time() - asked
                 slot.mark(SlotState.READY)
                 started = loop.time()
                 watcher = asyncio.create_task(self._watch(slot, handle))

@@ -1,7 +1,11 @@
-"""Local backend: each replica is a child process talking over a socketpair.
+"""Local backend: each replica is a process talking over a socketpair.
 
-The child is a fresh interpreter (``python -m tailguard.serve.replicas.worker``), never a fork of
-the gateway, and inherits one end of a Unix socketpair. Its own process group keeps the
+The replica is never a fork of the gateway: it is a fork of the pre-imported replica template
+(:mod:`.template`: Python, numpy, torch and transformers already imported, so a cold start
+is ``setup()`` alone), or — a deployment with its own ``env``, which must be set before the
+imports, the template unusable or ``TAILGUARD_REPLICA_TEMPLATE=0`` — a fresh interpreter
+(``python -m tailguard.serve.replicas.worker``). Either way it holds one end of a Unix
+socketpair. Its own process group keeps the
 terminal's Ctrl-C away from it: the gateway decides when replicas stop. Not its own session:
 with the kernel's autogroup scheduling (on by default on desktop and many server kernels) each
 session is a scheduling group with a full share of the CPU, so a replica in a session of its
@@ -12,15 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from tailguard.serve.config import DeploymentSpec
 from tailguard.serve.replicas.backend import ReplicaDied, ReplicaSetupFailed
 from tailguard.serve.replicas.codec import FrameReader, decode, encode
+from tailguard.serve.replicas.forked import TemplateClient, template_enabled
 from tailguard.serve.replicas.messages import (
     BatchError,
     BatchRequest,
@@ -37,6 +43,8 @@ from tailguard.tensors import Tensors
 # thread waits on it, which under SCHED_IDLE and busy cores costs whole scheduler slices.
 # The host's or the deployment's env overrides it.
 REPLICA_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
+
+log = logging.getLogger("tailguard.serve")
 
 class _Channel(asyncio.Protocol):
     """Gateway end of the socket: frames in, one pending reply at a time."""
@@ -90,11 +98,13 @@ class LocalReplica:
     """A replica process on this machine."""
 
     def __init__(self, spec: DeploymentSpec, index: int,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 backend: LocalBackend | None = None) -> None:
         self._spec = spec
         self._env = dict(env or {})
         self._name = f"{spec.name}-{index}"
-        self._proc: asyncio.subprocess.Process | None = None
+        self._backend = backend
+        self._proc: Any = None  # asyncio.subprocess.Process, or a ForkedProcess
         self._channel: _Channel | None = None
 
     @property
@@ -110,13 +120,20 @@ class LocalReplica:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {**REPLICA_ENV_DEFAULTS, **os.environ, **self._spec.env, **self._env,
                "TAILGUARD_REPLICA": self._name}
+        template = None
+        if self._backend is not None and not self._spec.env:
+            template = await self._backend.template([self._spec])
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tailguard.serve.replicas.worker",
-                "--fd", str(child.fileno()), "--spec", self._spec.model_dump_json(),
-                pass_fds=(child.fileno(),), preexec_fn=os.setpgrp, env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+            if template is not None:
+                self._proc = await template.fork(child.fileno(), self._spec.model_dump_json(),
+                                                 {**self._env, "TAILGUARD_REPLICA": self._name})
+            else:
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "tailguard.serve.replicas.worker",
+                    "--fd", str(child.fileno()), "--spec", self._spec.model_dump_json(),
+                    pass_fds=(child.fileno(),), preexec_fn=os.setpgrp, env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                )
         finally:
             child.close()
         _, channel = await loop.create_unix_connection(_Channel, sock=parent)
@@ -181,13 +198,61 @@ class LocalReplica:
 
 
 class LocalBackend:
-    """Replica processes on this machine; ``env`` is added to every replica's environment
-    (the gateway's tracing spec)."""
+    """Replica processes on this machine, forked from one replica template when it can.
+
+    :meth:`warm` starts the template early (the gateway does, with every local deployment,
+    before their replicas); otherwise the first replica starts it."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = dict(env or {})
+        self._env = dict(env or {})  # added to every replica's environment (tracing)
+        self._template: asyncio.Task[TemplateClient | None] | None = None
 
     def create(self, spec: DeploymentSpec, index: int) -> LocalReplica:
-        return LocalReplica(spec, index, self._env)
+        return LocalReplica(spec, index, self._env, self)
+
+    def warm(self, specs: Iterable[DeploymentSpec]) -> None:
+        """Start the template, importing what ``specs``' models declare (``preload``)."""
+        if self._template is None and template_enabled():
+            self._template = asyncio.create_task(self._start_template(list(specs)))
+
+    async def template(self, specs: Iterable[DeploymentSpec]) -> TemplateClient | None:
+        """The running template, or ``None`` (disabled, unusable, or it died)."""
+        self.warm(specs)
+        if self._template is None:
+            return None
+        client = await asyncio.shield(self._template)
+        return client if client is not None and client.usable else None
+
+    async def _start_template(self, specs: list[DeploymentSpec]) -> TemplateClient | None:
+        client = TemplateClient()
+        env = {**REPLICA_ENV_DEFAULTS, **os.environ}
+        timeout = max((s.startup_timeout_s for s in specs), default=300.0)
+        try:
+            ok = await client.start(preloads(specs), env, timeout)
+        except Exception:  # the template is an optimisation: never fail a start over it
+            log.exception("replica template failed to start")
+            return None
+        return client if ok else None
+
+    async def close(self) -> None:
+        task, self._template = self._template, None
+        if task is None:
+            return
+        client = await task
+        if client is not None:
+            await client.close()
+
+
+def preloads(specs: Iterable[DeploymentSpec]) -> set[str]:
+    """Modules the specs' model classes declare in ``preload`` (an unloadable one: none)."""
+    from tailguard.serve.loader import instantiate
+
+    modules: set[str] = set()
+    for spec in specs:
+        try:
+            modules.update(type(instantiate(spec)).preload)
+        except Exception:  # the replica's own start reports what is wrong with it
+            continue
+    return modules
 
 

@@ -168,10 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--spec", required=True, help="DeploymentSpec as JSON")
     args = parser.parse_args(argv)
+    return serve_replica(args.fd, args.spec)
+
+
+def serve_replica(fd: int, spec_json: str) -> int:
+    """The replica's life on socket ``fd``: set up the model, then serve until closed. A
+    fresh interpreter (:func:`main`) and a fork of the pre-imported template both run it."""
     # Ctrl-C belongs to the gateway, which drains and then stops its replicas.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=args.fd)
-    spec = DeploymentSpec.model_validate_json(args.spec)
+    sock = socket.socket(fileno=fd)
+    spec = DeploymentSpec.model_validate_json(spec_json)
     lower_priority(spec)
     start = time.perf_counter()
     try:
