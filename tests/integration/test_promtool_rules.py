@@ -100,6 +100,19 @@ def test_rendered_rules_pass_promtool_check(tmp_path: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+def test_the_k8s_prometheusrule_is_a_rules_file_promtool_accepts(tmp_path: Path) -> None:
+    """What ``tailguard k8s render`` ships to prometheus-operator (issue 15)."""
+    from tailguard.k8s import K8sSpec, render_serve
+
+    objects = render_serve(CONFIG, K8sSpec(monitoring="servicemonitor", autoscaler="hpa"))
+    (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
+    path = tmp_path / "operator.yml"
+    path.write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    result = _promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def test_window_scaled_rules_pass_promtool_check(tmp_path: Path) -> None:
     path = tmp_path / "scaled.yml"
     path.write_text(render_rules(CONFIG, window_scale=0.01))

@@ -78,7 +78,8 @@ def test_keda_scales_on_each_p99_as_a_value(tmp_path: Path) -> None:
 
 
 def test_config_map_holds_only_key_digests() -> None:
-    (cm,) = [o for o in serve_objects() if o["kind"] == "ConfigMap"]
+    (cm,) = [o for o in serve_objects() if o["kind"] == "ConfigMap"
+             and o["metadata"]["name"] == "tailguard-gateway-config"]
     text = cm["data"]["serve.yaml"]
     assert "sk-search-example" not in text and "sk-admin-example" not in text
     assert text.count("sha256:") == 3
@@ -117,7 +118,8 @@ def test_ray_backend_renders_a_raycluster_the_gateway_points_at() -> None:
         validate_object(obj)
     (cluster,) = [o for o in objects if o["kind"] == "RayCluster"]
     assert [g["groupName"] for g in cluster["spec"]["workerGroupSpecs"]] == ["minilm", "echo"]
-    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"
+             and o["metadata"]["name"] == "tailguard-gateway-config"]
     assert yaml.safe_load(cm["data"]["serve.yaml"])["ray_address"] == (
         "ray://tailguard-ray-head-svc.tailguard.svc:10001")
 
@@ -208,3 +210,28 @@ def test_cli_renders_and_validates(tmp_path: Path) -> None:
     done = runner.invoke(app, ["k8s", "render", str(SERVE), "-o", str(tmp_path / "x"),
                                "--autoscaler", "both"])
     assert done.exit_code == 2 and "autoscaler" in done.output
+
+
+def test_alert_rules_and_dashboards_ship_with_the_gateway() -> None:
+    """Issue 15: the monitoring issue's rules and dashboards as cluster objects, the same
+    bytes ``tailguard alerts render`` and ``tailguard dashboards render`` write."""
+    from tailguard.k8s.monitoring import RULES_FILE
+    from tailguard.observe.grafana import render_dashboards
+    from tailguard.observe.slo_rules import render_rules, rules_document
+
+    _, config = read_config_file(SERVE)
+    plain = {o["metadata"]["name"]: o for o in serve_objects() if o["kind"] == "ConfigMap"}
+    assert plain["tailguard-slo-rules"]["data"] == {RULES_FILE: render_rules(config)}
+    boards = plain["tailguard-dashboards"]
+    assert boards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert boards["data"] == render_dashboards(config)
+
+    operator = serve_objects(monitoring="servicemonitor")
+    for obj in operator:
+        validate_object(obj)
+    (rule,) = [o for o in operator if o["kind"] == "PrometheusRule"]
+    assert rule["spec"] == rules_document(config)
+    assert rule["metadata"]["labels"]["role"] == "alert-rules"
+    assert "tailguard-slo-rules" not in {o["metadata"]["name"] for o in operator
+                                         if o["kind"] == "ConfigMap"}  # never both
+

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from tailguard.k8s.gateway import gateway_objects
+from tailguard.k8s.monitoring import monitoring_objects
 from tailguard.k8s.ray import ray_address, ray_cluster_objects, ray_job_objects
 from tailguard.k8s.spec import K8sSpec, dns_label
 from tailguard.k8s.tenancy import tenancy_objects
@@ -33,7 +34,8 @@ def render_serve(config: ServeConfig, k8s: K8sSpec) -> list[dict[str, Any]]:
     on_ray = any(config.backend_of(d) == "ray" for d in config.deployments)
     return [*tenancy_objects(config, k8s),
             *ray_cluster_objects(config, k8s),
-            *gateway_objects(config, k8s, ray_address(k8s) if on_ray else None)]
+            *gateway_objects(config, k8s, ray_address(k8s) if on_ray else None),
+            *monitoring_objects(config, k8s)]
 
 
 def render_job(job: TrainJob, raw: dict[str, Any], k8s: K8sSpec) -> list[dict[str, Any]]:

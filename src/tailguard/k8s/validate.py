@@ -27,7 +27,9 @@ CRD_SCHEMAS = {
     ("ray.io/v1", "RayJob"): "rayjob-ray-v1.json",
 }
 # Kinds of operators whose schemas are not vendored: checked for shape only.
-UNCHECKED = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# A PrometheusRule's spec is a Prometheus rules file: the suite checks it with promtool.
+UNCHECKED = {("monitoring.coreos.com/v1", "ServiceMonitor"),
+             ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 class ManifestInvalid(ValueError):
