@@ -148,4 +148,6 @@ def test_prometheus_metrics_parse(builtin_server: ServerProcess) -> None:
     assert set(rss) == {"echo", "minilm"} and min(rss.values()) > 10e6
     assert rss["minilm"] > rss["echo"]  # the model's weights are in its replica
     cpu = families["tailguard_replica_cpu_seconds"].samples
-    assert cpu and all(s.value > 0 and s.labels["pid"].isdigit() for s in cpu)
+    assert {s.labels["deployment"] for s in cpu} == {"echo", "minilm"}
+    assert all(s.value >= 0 and s.labels["pid"].isdigit() for s in cpu)
+    assert max(s.value for s in cpu if s.labels["deployment"] == "minilm") > 0  # it loaded
