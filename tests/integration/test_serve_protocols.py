@@ -140,3 +140,14 @@ def test_prometheus_metrics_parse(builtin_server: ServerProcess) -> None:
     assert ok and ok[0].value >= 1
     ready = {s.labels["deployment"]: s.value for s in families["tailguard_replicas_ready"].samples}
     assert ready == {"echo": 1.0, "minilm": 1.0}
+    # issue 19: process CPU and memory, the gateway's and each local replica's
+    assert families["process_resident_memory_bytes"].samples[0].value > 10e6
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    rss = {s.labels["deployment"]: s.value
+           for s in families["tailguard_replica_resident_memory_bytes"].samples}
+    assert set(rss) == {"echo", "minilm"} and min(rss.values()) > 10e6
+    assert rss["minilm"] > rss["echo"]  # the model's weights are in its replica
+    cpu = families["tailguard_replica_cpu_seconds"].samples
+    assert {s.labels["deployment"] for s in cpu} == {"echo", "minilm"}
+    assert all(s.value >= 0 and s.labels["pid"].isdigit() for s in cpu)
+    assert max(s.value for s in cpu if s.labels["deployment"] == "minilm") > 0  # it loaded

@@ -41,6 +41,18 @@ def test_a_bug_below_the_adapter_still_answers_500_json(monkeypatch: pytest.Monk
         assert 'tailguard_requests_total{deployment="echo",protocol="v2",status="500"} 1.0' in text
 
 
+def test_docs_page_shows_every_route_of_the_openapi_document() -> None:
+    """Issue 19: a docs page for every route, offline (no script, no CDN)."""
+    with TestClient(_gateway()) as client:
+        page = client.get("/docs")
+        doc = client.get("/openapi.json").json()
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            assert f"<code>{method.upper()}</code></td><td><code>{path}</code>" in page.text
+    assert "<script" not in page.text and "http" not in page.text.replace("/openapi.json", "")
+
+
 def test_openapi_lists_every_route_the_app_serves() -> None:
     """Issue 19: clients and fuzzers need the routes; a new route must be documented."""
     from starlette.routing import Route

@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import orjson
+from prometheus_client import ProcessCollector
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -30,6 +31,7 @@ from tailguard.autoscale.controller import controller_for
 from tailguard.observe import dashboard
 from tailguard.observe.gpu import GpuProbe
 from tailguard.observe.metrics import DeploymentMetrics, ServeMetrics, outcome
+from tailguard.observe.process import ReplicaProcessCollector
 from tailguard.observe.trace_spec import build_tracing
 from tailguard.observe.usage import UsageMeter
 from tailguard.observe.utilisation import BUSY_WINDOW_S, Utilisation, UtilisationCollector
@@ -85,6 +87,10 @@ class _Backends:
 
     async def close(self) -> None:
         await self._local.close()
+
+    def is_local(self, spec: DeploymentSpec) -> bool:
+        """Its replicas are processes on this machine (``/proc`` can read them)."""
+        return self._fixed is None and self._config.backend_of(spec) != "ray"
 
     def of(self, spec: DeploymentSpec) -> ReplicaBackend:
         if self._fixed is not None:
@@ -145,6 +151,8 @@ class Gateway:
         self.metrics.watch(lambda: [(d.name, d.queued_rows, d.ready_replicas,
                                      d.desired_replicas) for d in self.deployments.values()])
         self.metrics.registry.register(UtilisationCollector(self._utilisation))
+        ProcessCollector(registry=self.metrics.registry)  # the gateway's own process_*
+        self.metrics.registry.register(ReplicaProcessCollector(self._local_replica_pids))
         self.snapshots = dashboard.SnapshotRing(window_s=5.0)  # for the live page's rates
         self._counters: dict[tuple[str, str, int], object] = {}
         self._latency: dict[tuple[str, str, int], object] = {}
@@ -175,6 +183,7 @@ class Gateway:
                 Route("/dashboard/static/{name}", self._dashboard_asset),
                 Route("/v1/dashboard/data", self._dashboard_data),
                 Route("/openapi.json", self._openapi),
+                Route("/docs", self._docs),
             ],
             # Exception goes to Starlette's ServerErrorMiddleware, which answers with it and
             # then re-raises, so the server logs the bug as well.
@@ -189,6 +198,11 @@ class Gateway:
                           DeploymentMetrics(self.metrics, spec.name), self.usage,
                           FairQueueConfig(starvation_s=self.config.admission.starvation_s),
                           self.tracing)
+
+    def _local_replica_pids(self) -> list[tuple[str, int]]:
+        """(deployment, pid) of the ready replicas on this machine (not Ray's)."""
+        return [(d.name, pid) for d in self.deployments.values()
+                if self._backends.is_local(d.spec) for pid in d.replica_pids()]
 
     def _utilisation(self) -> list[Utilisation]:
         """Scrape time: each deployment's busy fraction, and its GPUs' where it has any."""
@@ -507,6 +521,9 @@ class Gateway:
 
     async def _openapi(self, _request: Request) -> Response:
         return _json(openapi.document(__version__))
+
+    async def _docs(self, _request: Request) -> Response:
+        return HTMLResponse(openapi.docs_page(__version__))
 
     async def _live(self, _request: Request) -> Response:
         return _json({"live": True})

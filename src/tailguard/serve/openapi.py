@@ -7,6 +7,7 @@ the protocol adapters. A test checks that every route of the app is listed here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _ERROR = {"description": "typed error", "content": {"application/json": {"schema": {
@@ -78,6 +79,7 @@ ROUTES: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
     ("get", "/dashboard/static/{name}", "the live dashboard's files", None),
     ("get", "/v1/dashboard/data", "the live dashboard's figures, scoped like /metrics", None),
     ("get", "/openapi.json", "this document", None),
+    ("get", "/docs", "every route on one page (from this document)", None),
 )
 
 
@@ -91,7 +93,7 @@ def document(version: str) -> dict[str, Any]:
             op["parameters"] = params
         if body is not None:
             op["requestBody"] = body
-        if path not in ("/v2/health/live", "/v2/health/ready", "/openapi.json"):
+        if path not in ("/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"):
             op["security"] = [{"bearer": []}, {}]  # a key once tenants are configured
         paths.setdefault(path, {})[method] = op
     return {
@@ -101,3 +103,31 @@ def document(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def docs_page(version: str) -> str:
+    """``GET /docs``: every route of :func:`document` as one self-contained HTML page (no
+    script, no CDN: the server runs offline), with its request body schema."""
+    from html import escape
+
+    rows = []
+    for path, ops in document(version)["paths"].items():
+        for method, op in ops.items():
+            body = op.get("requestBody")
+            schema = "" if body is None else "<pre>" + escape(json.dumps(
+                {k: v.get("schema") for k, v in body["content"].items()}, indent=2)) + "</pre>"
+            key = "key" if "security" in op else "open"
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{escape(path)}"
+                        f"</code></td><td>{escape(op['summary'])}</td><td>{key}</td>"
+                        f"<td>{schema}</td></tr>")
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>tailguard {escape(version)}: routes</title><style>"
+            "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+            "pre{margin:0;font-size:12px}</style></head><body>"
+            f"<h1>tailguard {escape(version)}</h1><p>Every route this server answers; the "
+            "machine-readable form is <a href=/openapi.json>/openapi.json</a>. "
+            "<em>key</em>: needs an API key (<code>Authorization: Bearer KEY</code>) once "
+            "tenants are configured.</p><table><tr><th>method</th><th>path</th>"
+            "<th>what it does</th><th>auth</th><th>request body</th></tr>"
+            + "".join(rows) + "</table></body></html>\n")
