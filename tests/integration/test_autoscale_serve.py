@@ -146,9 +146,14 @@ def test_replicas_follow_a_3x_load_step_and_drain_back_without_failures(
     print("segments (phase, requests, p99 ms):",  # shown when an assertion below fails
           [(phase, r.requests, r.p99_ms) for phase, r in load.results])
     first = load.results[0][1]  # the premise: 3x load really overloads one replica
-    assert first.p99_ms is not None and first.p99_ms > SLO_MS, first.to_dict()
     measured = next(r for phase, r in load.results if phase == "measured")
     assert measured.p99_ms is not None and measured.p99_ms < SLO_MS, measured.to_dict()
+    # It queued (P99 over 3 service times) and worse than once scaled. Not "above the SLO":
+    # replicas forked from the template are ready in well under a second, so the surge's
+    # first segment may stay inside it (226 ms against 250 once the template landed).
+    service_ms = 1000.0 / ONE_REPLICA_RPS
+    assert first.p99_ms is not None and first.p99_ms > 3 * service_ms, first.to_dict()
+    assert first.p99_ms > measured.p99_ms, (first.to_dict(), measured.to_dict())
     assert measured.ok_rps > 2 * ONE_REPLICA_RPS  # more than one replica could serve
 
     # The decisions and their reasons are in GET /v1/deployments, and `tailguard status`.
